@@ -24,14 +24,15 @@ const (
 
 // Exports of the guest module.
 const (
-	ExportInitialize = "_initialize"
-	ExportInit       = "eryx_init"
-	ExportBoot       = "eryx_boot"
-	ExportCall       = "eryx_call"
-	ExportInterrupt  = "eryx_interrupt"
-	ExportAlloc      = "eryx_alloc"
-	ExportFree       = "eryx_free"
-	ExportTickAnchor = "eryx_tick_anchor"
+	ExportInitialize    = "_initialize"
+	ExportInit          = "eryx_init"
+	ExportBoot          = "eryx_boot"
+	ExportCall          = "eryx_call"
+	ExportInterrupt     = "eryx_interrupt"
+	ExportAlloc         = "eryx_alloc"
+	ExportFree          = "eryx_free"
+	ExportTickAnchor    = "eryx_tick_anchor"
+	ExportResetPreopens = "eryx_reset_preopens"
 )
 
 // Fixed guest configuration.

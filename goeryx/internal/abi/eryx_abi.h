@@ -63,6 +63,10 @@
 /* void eryx_tick_anchor(void): calls the tick import once; exists only so the import is kept.
  * The host never calls it. */
 #define ERYX_EXPORT_TICK_ANCHOR "eryx_tick_anchor"
+/* void eryx_reset_preopens(void): calls wasi-libc's __wasilibc_reset_preopens() so that an instance
+ * started from a memory image re-reads its own WASI preopens (mounts differ per instance). The
+ * engine calls it first thing in every image-restored instance. */
+#define ERYX_EXPORT_RESET_PREOPENS "eryx_reset_preopens"
 
 /* ---- fixed guest configuration (eryx_init) --------------------------------------------- */
 /* sys.prefix / sys.exec_prefix. */
