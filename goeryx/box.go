@@ -1,0 +1,202 @@
+package goeryx
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+
+	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+	"github.com/goeryx/goeryx/goeryx/internal/vfs"
+)
+
+// box is what a Sandbox and a Session share: the validated configuration and the way to make
+// and drive interpreters.
+type box struct {
+	rt         *Runtime
+	cfg        Config
+	hooks      Hooks
+	store      *VFS // shared store, or nil for a private one per interpreter
+	mountPath  string
+	resultVar  string
+	callbacks  map[string]int
+	memLimit   uint64
+	configured map[string]any // the configure request every new interpreter gets
+	volumes    []vfs.Volume
+	root       experimentalsys.FS
+}
+
+func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	if hooks == nil {
+		hooks = NoHooks{}
+	}
+	b := &box{rt: rt, cfg: *cfg, hooks: hooks, store: store, callbacks: map[string]int{}}
+	b.mountPath = cfg.VFSMountPath
+	if b.mountPath == "" {
+		b.mountPath = DefaultVFSMountPath
+	}
+	b.resultVar = cfg.ResultVariable
+	if b.resultVar == "" {
+		b.resultVar = DefaultResultVariable
+	}
+	for i, c := range cfg.Callbacks {
+		b.callbacks[c.Name] = i // the later definition of a name wins
+	}
+	if m := cfg.Limits.MaxMemoryBytes; m != nil {
+		if *m <= 0 {
+			return nil, &Error{Kind: KindValue, Message: fmt.Sprintf("max_memory_bytes must be positive, got %d", *m)}
+		}
+		b.memLimit = uint64(*m)
+		if b.memLimit > maxWasm32Memory {
+			b.memLimit = maxWasm32Memory
+		}
+		if need := rt.ImageBytes(); b.memLimit-b.memLimit%wasmPageSize < need {
+			return nil, initError("max_memory_bytes=%d is below the %d bytes the guest interpreter needs to start", *m, need)
+		}
+	}
+	if err := b.openFilesystems(); err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, s := range cfg.Secrets {
+		env[s.Name] = s.Value // placeholders are substituted by the Python package (later issue)
+	}
+	b.configured = map[string]any{
+		"op":              protocol.ReqConfigure,
+		"result_variable": b.resultVar,
+		"callbacks":       cfg.Callbacks,
+		"env":             env,
+	}
+	return b, nil
+}
+
+// limits are the limits of one run; timeoutMS overrides the configured execution timeout
+// when set (Session.SetExecutionTimeoutMS).
+func (b *box) limits(timeoutMS *int64) *runLimits {
+	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks}
+	if timeoutMS != nil && *timeoutMS > 0 {
+		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
+	}
+	if t := b.cfg.Limits.CallbackTimeoutMS; t != nil && *t > 0 {
+		l.callbackTimeout = time.Duration(*t) * time.Millisecond
+		l.callbackTimeoutMS = *t
+	}
+	if n := b.cfg.Limits.MaxCallbackInvocations; n != nil {
+		l.maxInvocations = *n
+	}
+	return l
+}
+
+// newInterpreter starts an interpreter from the runtime's image and configures it.
+func (b *box) newInterpreter(ctx context.Context) (*instance, error) {
+	ic := &instanceConfig{memoryLimit: b.memLimit}
+	if b.cfg.StreamStdout {
+		ic.stdout = func(s string) { b.hooks.Output(Stdout, s) }
+	}
+	if b.cfg.StreamStderr {
+		ic.stderr = func(s string) { b.hooks.Output(Stderr, s) }
+	}
+	mounts, err := b.mounts()
+	if err != nil {
+		return nil, err
+	}
+	ic.mounts = mounts
+	inst, err := b.rt.instantiate(ctx, ic, b.rt.image)
+	if err != nil {
+		return nil, initError("failed to start guest interpreter: %v", err)
+	}
+	var resp struct {
+		OK bool `json:"ok"`
+	}
+	if _, err := inst.request(b.configured, nil, &resp); err != nil || !resp.OK {
+		inst.close()
+		return nil, initError("failed to start guest interpreter: %v%s", errOrStatus(err, 1), stderrSuffix(inst))
+	}
+	return inst, nil
+}
+
+// runOutcome is what one run produced.
+type runOutcome struct {
+	result *Result
+	err    *Error
+	// lost is set when the interpreter can no longer be used.
+	lost bool
+}
+
+type runResponse struct {
+	OK          bool    `json:"ok"`
+	ExcType     *string `json:"exc_type"`
+	Interrupted bool    `json:"interrupted"`
+	ResultJSON  *string `json:"result_json"`
+	ResultError *string `json:"result_error"`
+	DriverError string  `json:"driver_error"`
+}
+
+// execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6).
+func (b *box) execute(inst *instance, code string, timeoutMS *int64, who string, start time.Time) runOutcome {
+	l := b.limits(timeoutMS)
+	r := inst.beginRun(l)
+	var resp runResponse
+	_, callErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
+	inst.endRun(r)
+	res := &Result{
+		Stdout:              inst.stdout.take(),
+		Stderr:              inst.stderr.take(),
+		CallbackInvocations: r.invocations,
+		PeakMemoryBytes:     inst.mem.peak.Load(),
+	}
+	res.Duration = time.Since(start)
+	if res.Duration <= 0 {
+		res.Duration = time.Nanosecond
+	}
+	timedOut := !r.interrupted.IsZero() || r.hardStopped
+	memRefused := inst.mem.refused.Load()
+	switch {
+	case callErr != nil && r.cancelled.Load():
+		return runOutcome{err: &Error{Kind: KindCancelled, Message: who + " was closed during execution"}, lost: true}
+	case callErr != nil && timedOut:
+		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l), StateLost: true}, lost: true}
+	case callErr != nil && memRefused:
+		return runOutcome{err: b.memoryError(true), lost: true}
+	case callErr != nil:
+		return runOutcome{err: &Error{Kind: KindExecution, Stdout: res.Stdout,
+			Message: "guest interpreter terminated unexpectedly: " + terminationReason(callErr)}, lost: true}
+	case timedOut:
+		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l)}}
+	case resp.DriverError != "":
+		return runOutcome{err: &Error{Kind: KindEryx, Message: "guest driver error: " + resp.DriverError}}
+	case !resp.OK && memRefused:
+		return runOutcome{err: b.memoryError(false)}
+	case !resp.OK:
+		e := &Error{Kind: KindExecution, Message: res.Stderr, Stdout: res.Stdout}
+		if resp.ExcType != nil {
+			e.ExcType = *resp.ExcType
+		}
+		return runOutcome{err: e}
+	}
+	res.ResultJSON, res.ResultError = resp.ResultJSON, resp.ResultError
+	return runOutcome{result: res}
+}
+
+func timeoutMessage(l *runLimits) string {
+	return fmt.Sprintf("execution timed out after %d ms", l.timeout.Milliseconds())
+}
+
+func (b *box) memoryError(lost bool) *Error {
+	return &Error{Kind: KindResourceLimit, Limit: "max_memory_bytes", StateLost: lost,
+		Message: fmt.Sprintf("memory limit exceeded: the guest needed more than max_memory_bytes=%d", *b.cfg.Limits.MaxMemoryBytes)}
+}
+
+// withStateLost marks an error after which a Session replaced its interpreter.
+func withStateLost(e *Error) *Error {
+	e.StateLost = true
+	if !strings.HasSuffix(e.Message, StateLostSuffix) {
+		e.Message += StateLostSuffix
+	}
+	return e
+}

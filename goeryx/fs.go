@@ -1,0 +1,123 @@
+package goeryx
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path"
+	"syscall"
+
+	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/vfs"
+)
+
+// VFS is a thread-safe in-memory file store that sandboxes, sessions and the host share
+// (eryx.VfsStorage). Paths are relative to the store root; a leading "/" means the root.
+type VFS struct {
+	store *vfs.Store
+}
+
+// NewVFS makes an empty store capped at maxBytes.
+func NewVFS(maxBytes int64) *VFS { return &VFS{store: vfs.NewStore(maxBytes)} }
+
+// ReadFile returns a file's contents.
+func (v *VFS) ReadFile(p string) ([]byte, error) {
+	b, err := v.store.ReadFile(p)
+	return b, vfsError(err)
+}
+
+// WriteFile creates or replaces a file, making missing parent directories.
+func (v *VFS) WriteFile(p string, data []byte) error { return vfsError(v.store.WriteFile(p, data)) }
+
+// List returns the sorted entry names of a directory, subdirectories with a trailing "/".
+func (v *VFS) List(p string) ([]string, error) {
+	names, err := v.store.List(p)
+	return names, vfsError(err)
+}
+
+// Remove removes a file or an empty directory.
+func (v *VFS) Remove(p string) error { return vfsError(v.store.Remove(p)) }
+
+// Stats returns the number of files, the bytes used and the cap.
+func (v *VFS) Stats() (files int, usedBytes, maxBytes int64) { return v.store.Stats() }
+
+// vfsError turns store errors into the Errors the bridge maps to Python exceptions.
+func vfsError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, vfs.ErrInvalidPath) {
+		return &Error{Kind: KindValue, Message: err.Error()}
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		msg := errno.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = errno.Error() + ": '" + pe.Path + "'"
+		}
+		return &Error{Kind: KindOS, Errno: errno, Message: msg}
+	}
+	return &Error{Kind: KindEryx, Message: err.Error()}
+}
+
+// mounts are the file systems of a new interpreter besides the stdlib: "/" (listing only the
+// mount points), /data (the shared store or a private one) and the volumes.
+func (b *box) mounts() ([]mount, error) {
+	store := b.store
+	if store == nil {
+		store = b.newPrivateStore()
+	}
+	ms := []mount{{fs: b.root, guestPath: "/"}, {fs: store.store.FS(vfs.Options{}), guestPath: b.mountPath}}
+	for i, vol := range b.volumes {
+		if err := vol.Check(); err != nil {
+			return nil, initError("volume host path does not exist: %s", b.cfg.Volumes[i].HostPath)
+		}
+		ms = append(ms, mount{fs: vol, guestPath: path.Clean(b.cfg.Volumes[i].GuestPath)})
+	}
+	return ms, nil
+}
+
+// newPrivateStore is the /data of a Sandbox run or of a Session without a shared store.
+func (b *box) newPrivateStore() *VFS {
+	max := int64(DefaultMaxVFSBytes)
+	if m := b.cfg.Limits.MaxVFSBytes; m != nil {
+		max = *m
+	}
+	return NewVFS(max)
+}
+
+// openFilesystems opens the volumes (once per Sandbox or Session; each run checks they are
+// still there) and builds the root listing.
+func (b *box) openFilesystems() error {
+	dirs := []string{abi.GuestStdlibDir, b.mountPath}
+	var files []string
+	for _, v := range b.cfg.Volumes {
+		vol, err := vfs.OpenVolume(v.HostPath, vfs.Options{ReadOnly: v.ReadOnly})
+		if err != nil {
+			b.closeFilesystems()
+			return initError("volume host path does not exist: %s", v.HostPath)
+		}
+		b.volumes = append(b.volumes, vol)
+		if st, err := os.Stat(v.HostPath); err == nil && !st.IsDir() {
+			files = append(files, path.Clean(v.GuestPath))
+		} else {
+			dirs = append(dirs, path.Clean(v.GuestPath))
+		}
+	}
+	root, err := vfs.RootWithFiles(dirs, files)
+	if err != nil {
+		b.closeFilesystems()
+		return initError("invalid mounts: %v", err)
+	}
+	b.root = root
+	return nil
+}
+
+// closeFilesystems releases the volumes' host descriptors.
+func (b *box) closeFilesystems() {
+	for _, v := range b.volumes {
+		_ = v.Close()
+	}
+	b.volumes = nil
+}

@@ -1,0 +1,123 @@
+package goeryx
+
+import (
+	"context"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+)
+
+// maxHostRequest bounds a guest request to the host (a callback's arguments plus a header).
+const maxHostRequest = maxCallbackArgs + 64<<10
+
+// instantiateHostModule defines the _eryx import module (docs/ABI.md). Its functions find
+// their instance through the context of the guest call.
+func instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
+	i32 := api.ValueTypeI32
+	_, err := r.NewHostModuleBuilder(abi.ImportModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostCall), []api.ValueType{i32, i32, i32}, []api.ValueType{i32}).
+		Export(abi.ImportHostCall).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostTake), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		Export(abi.ImportHostTake).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostTick), nil, nil).
+		Export(abi.ImportTick).
+		Instantiate(ctx)
+	return err
+}
+
+func hostTick(ctx context.Context, _ api.Module, _ []uint64) {
+	if inst := instanceFrom(ctx); inst != nil {
+		inst.tick()
+	}
+}
+
+func hostTake(ctx context.Context, m api.Module, stack []uint64) {
+	inst := instanceFrom(ctx)
+	dst, capacity := uint32(stack[0]), uint32(stack[1])
+	if inst == nil || !inst.hasResp {
+		stack[0] = api.EncodeI32(abi.HostErrNoResponse)
+		return
+	}
+	resp := inst.response
+	inst.response, inst.hasResp = nil, false
+	if uint32(len(resp)) > capacity {
+		resp = resp[:capacity]
+	}
+	if !m.Memory().Write(dst, resp) {
+		stack[0] = api.EncodeI32(abi.HostErrBadRequest)
+		return
+	}
+	stack[0] = api.EncodeI32(int32(len(resp)))
+}
+
+func hostCall(ctx context.Context, m api.Module, stack []uint64) {
+	inst := instanceFrom(ctx)
+	op, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	fail := func(code int32) { stack[0] = api.EncodeI32(code) }
+	if inst == nil {
+		fail(abi.HostErrBadRequest)
+		return
+	}
+	if n > maxHostRequest {
+		fail(abi.HostErrTooLarge)
+		return
+	}
+	frame, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		fail(abi.HostErrBadRequest)
+		return
+	}
+	var resp any
+	switch op {
+	case protocol.OpCallbackStart:
+		var h struct {
+			Name string `json:"name"`
+		}
+		payload, err := protocol.Decode(frame, &h)
+		if err != nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
+		resp, _ = inst.startCallback(h.Name, append([]byte(nil), payload...))
+	case protocol.OpWait:
+		var h struct {
+			TimeoutNS int64 `json:"timeout_ns"`
+		}
+		if _, err := protocol.Decode(frame, &h); err != nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
+		timeout := time.Duration(-1)
+		if h.TimeoutNS >= 0 {
+			timeout = time.Duration(h.TimeoutNS)
+		}
+		resp = map[string]any{"done": inst.wait(timeout)}
+	case protocol.OpCallbackCancel:
+		var h struct {
+			ID int64 `json:"id"`
+		}
+		if _, err := protocol.Decode(frame, &h); err != nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
+		inst.cancelCallback(h.ID)
+		resp = map[string]any{}
+	default:
+		fail(abi.HostErrUnknownOp)
+		return
+	}
+	out, err := protocol.Encode(resp, nil)
+	if err != nil {
+		fail(abi.HostErrBadRequest)
+		return
+	}
+	inst.response, inst.hasResp = out, true
+	stack[0] = api.EncodeI32(int32(len(out)))
+}

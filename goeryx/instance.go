@@ -1,0 +1,253 @@
+package goeryx
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/instrument"
+	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+)
+
+// wazeroVersion names the compilation cache directory, so that a new wazero never reads
+// another version's compiled code.
+var wazeroVersion = func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/tetratelabs/wazero" {
+				return m.Version
+			}
+		}
+	}
+	return "unknown"
+}()
+
+// mount is one file system the guest sees.
+type mount struct {
+	fs        experimentalsys.FS
+	guestPath string
+}
+
+// instanceConfig is what differs between interpreters of one runtime.
+type instanceConfig struct {
+	memoryLimit uint64 // bytes; 0 = wasm32 maximum
+	mounts      []mount
+	stdout      func(string) // streaming hooks; nil = capture only
+	stderr      func(string)
+}
+
+// instance is one guest interpreter: a wazero module instance plus the host-side state its
+// imports use. Only one goroutine uses an instance at a time (the caller of run/request);
+// cancel may be called from any goroutine.
+type instance struct {
+	rt      *Runtime
+	mod     api.Module
+	mem     *linearMemory
+	ctx     context.Context // carries the instance to host functions
+	exports map[string]api.Function
+	budget  api.MutableGlobal
+
+	stdout, stderr outputSink
+
+	// response is the pending host_call response, fetched by host_take.
+	response []byte
+	hasResp  bool
+
+	// run is the state of the run in progress (nil between runs).
+	run atomic.Pointer[runState]
+	// dead is set once the instance can no longer be used (trap, exit, hard stop).
+	dead error
+	// cancelled is set by cancel, from any goroutine: the current and every later run stop.
+	cancelled atomic.Bool
+}
+
+// cancel stops the run in progress, if any, and every later one (Sandbox/Session.Close).
+func (inst *instance) cancel() {
+	inst.cancelled.Store(true)
+	if r := inst.run.Load(); r != nil {
+		r.cancel(errCancelled)
+	}
+}
+
+type instanceKey struct{}
+
+func instanceFrom(ctx context.Context) *instance {
+	inst, _ := ctx.Value(instanceKey{}).(*instance)
+	return inst
+}
+
+// instantiate creates a module instance with memory from a fresh mapping. image, if not nil,
+// is written over the memory (the instance then needs no initialisation calls).
+func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, image []byte) (*instance, error) {
+	mem, err := newLinearMemory(ic.memoryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reserve guest memory: %v", err)
+	}
+	inst := &instance{rt: rt, mem: mem, exports: map[string]api.Function{}}
+	inst.stdout.emit = ic.stdout
+	inst.stderr.emit = ic.stderr
+	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
+
+	fsc := wazero.NewFSConfig().WithFSMount(rt.stdlib, abi.GuestStdlibDir)
+	for _, m := range ic.mounts {
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(m.fs, m.guestPath)
+	}
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithStdout(&inst.stdout).
+		WithStderr(&inst.stderr).
+		WithSysWalltime().
+		WithNanotime(monotonicNow, 1).
+		WithNanosleep(inst.nanosleep).
+		WithRandSource(crand.Reader).
+		WithFSConfig(fsc)
+	mod, err := rt.wz.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, mem), rt.compiled, mc)
+	if err != nil {
+		mem.Free()
+		return nil, err
+	}
+	inst.mod = mod
+	if g, ok := mod.ExportedGlobal(instrument.ExportBudget).(api.MutableGlobal); ok {
+		inst.budget = g
+	}
+	if image != nil {
+		m := mod.Memory()
+		if have := uint64(m.Size()); have < uint64(len(image)) {
+			if _, ok := m.Grow(uint32((uint64(len(image)) - have) / wasmPageSize)); !ok {
+				inst.close()
+				return nil, errMemoryTooSmall
+			}
+		}
+		m.Write(0, image)
+		if inst.mod.ExportedFunction(abi.ExportResetPreopens) != nil { // TODO(lead): required once the runtime exports it
+			if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
+				inst.close()
+				return nil, err
+			}
+		}
+	}
+	return inst, nil
+}
+
+var errMemoryTooSmall = errors.New("memory cap below the interpreter image")
+
+// callExport calls an exported function with the instance's context.
+func (inst *instance) callExport(name string, params ...uint64) (uint64, error) {
+	f, ok := inst.exports[name]
+	if !ok {
+		var err error
+		if f, err = exportFunc(inst.mod, name); err != nil {
+			return 0, err
+		}
+		inst.exports[name] = f
+	}
+	res, err := f.Call(inst.ctx, params...)
+	if err != nil {
+		return 0, err
+	}
+	if len(res) == 0 {
+		return 0, nil
+	}
+	return res[0], nil
+}
+
+// writeGuest copies data into a fresh guest allocation.
+func (inst *instance) writeGuest(data []byte) (uint32, error) {
+	r, err := inst.callExport(abi.ExportAlloc, uint64(len(data)))
+	if err != nil {
+		return 0, err
+	}
+	ptr := uint32(r)
+	if ptr == 0 && len(data) > 0 {
+		return 0, errors.New("guest out of memory")
+	}
+	if !inst.mod.Memory().Write(ptr, data) {
+		return 0, errors.New("guest allocation out of range")
+	}
+	return ptr, nil
+}
+
+func (inst *instance) freeGuest(ptr uint32) {
+	_, _ = inst.callExport(abi.ExportFree, uint64(ptr))
+}
+
+// request sends one frame to the driver (eryx_call) and decodes the response header into
+// resp. The returned payload is a copy.
+func (inst *instance) request(header any, payload []byte, resp any) ([]byte, error) {
+	frame, err := protocol.Encode(header, payload)
+	if err != nil {
+		return nil, err
+	}
+	ptr, err := inst.writeGuest(frame)
+	if err != nil {
+		return nil, err
+	}
+	r, callErr := inst.callExport(abi.ExportCall, uint64(ptr), uint64(len(frame)))
+	if callErr != nil {
+		inst.dead = callErr
+		return nil, callErr
+	}
+	inst.freeGuest(ptr)
+	if int64(r) == -1 {
+		return nil, errors.New("the guest driver failed")
+	}
+	rptr, rlen := uint32(r>>32), uint32(r)
+	if rlen > protocol.MaxFrameBytes {
+		return nil, fmt.Errorf("guest response of %d bytes exceeds the limit", rlen)
+	}
+	data, ok := inst.mod.Memory().Read(rptr, rlen)
+	if !ok {
+		return nil, errors.New("guest response out of range")
+	}
+	out, err := protocol.Decode(data, resp)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), out...), nil
+}
+
+// setBudget makes the instrumentation call tick after n more loop iterations.
+func (inst *instance) setBudget(n int64) {
+	if inst.budget != nil {
+		inst.budget.Set(uint64(n))
+	}
+}
+
+func (inst *instance) close() {
+	if inst.mod != nil {
+		_ = inst.mod.Close(context.Background())
+		inst.mod = nil
+	}
+	if inst.mem != nil {
+		inst.mem.Free()
+		inst.mem = nil
+	}
+}
+
+// terminationReason describes why a guest call failed with a trap or exit.
+func terminationReason(err error) string {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return fmt.Sprintf("exit code %d", exit.ExitCode())
+	}
+	msg := err.Error()
+	for i := 0; i < len(msg); i++ {
+		if msg[i] == '\n' {
+			return msg[:i]
+		}
+	}
+	return msg
+}
+

@@ -1,0 +1,350 @@
+package goeryx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Timing of the interrupt machinery.
+const (
+	// tickBudget is how many loop iterations the guest runs between two ticks: a few
+	// milliseconds of interpretation, so deadlines are noticed promptly and the Go scheduler
+	// regains the goroutine often (docs/RATIONALE.md).
+	tickBudget = 1 << 18
+	// hardStopGrace is how long the guest may keep running after the cooperative interrupt.
+	hardStopGrace = time.Second
+)
+
+// Sentinel panics of host functions: wazero turns a panic in a host function into the error
+// returned by the guest call, which unwinds the guest.
+var (
+	errHardStop  = errors.New("the guest did not stop after the interrupt")
+	errCancelled = errors.New("the run was cancelled")
+)
+
+// runLimits are the limits of one run.
+type runLimits struct {
+	timeout            time.Duration // 0: none
+	callbackTimeout    time.Duration // 0: none
+	maxInvocations     int64         // < 0: unlimited
+	callbackIndex      map[string]int
+	callbackTimeoutMS  int64
+	hooks              Hooks
+}
+
+// runState is the host side of one run in progress.
+type runState struct {
+	limits   *runLimits
+	start    time.Time
+	deadline time.Time // zero: none
+
+	// interrupted is when the cooperative interrupt was raised (zero: not yet).
+	interrupted time.Time
+	hardStopped bool
+
+	cancelled atomic.Bool
+	cancelErr error
+	wake      chan struct{} // closed on cancel
+	wakeOnce  sync.Once
+
+	invocations int64
+	nextID      int64
+	inflight    map[int64]context.CancelFunc
+	done        chan completion
+	finished    chan struct{} // closed when the run ends: late callback results are dropped
+}
+
+type completion struct {
+	id     int64
+	result json.RawMessage
+	err    *guestError
+}
+
+// guestError is an exception the driver raises in the guest (API.md §7.4).
+type guestError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+func newRunState(l *runLimits) *runState {
+	r := &runState{
+		limits:   l,
+		start:    time.Now(),
+		wake:     make(chan struct{}),
+		inflight: map[int64]context.CancelFunc{},
+		done:     make(chan completion, 16),
+		finished: make(chan struct{}),
+	}
+	if l.timeout > 0 {
+		r.deadline = r.start.Add(l.timeout)
+	}
+	return r
+}
+
+// cancel stops the run from another goroutine: the guest is stopped at its next host call.
+func (r *runState) cancel(err error) {
+	r.wakeOnce.Do(func() {
+		r.cancelErr = err
+		r.cancelled.Store(true)
+		close(r.wake)
+	})
+}
+
+// end releases what the run started.
+func (r *runState) end() {
+	close(r.finished)
+	for _, c := range r.inflight {
+		c()
+	}
+}
+
+// beginRun installs a run on the instance.
+func (inst *instance) beginRun(l *runLimits) *runState {
+	r := newRunState(l)
+	inst.mem.resetPeak()
+	inst.setBudget(tickBudget)
+	inst.run.Store(r)
+	if inst.cancelled.Load() {
+		r.cancel(errCancelled)
+	}
+	return r
+}
+
+func (inst *instance) endRun(r *runState) {
+	inst.run.Store(nil)
+	r.end()
+}
+
+// poll is called from host functions on the guest goroutine (tick, sleeps, waits): it raises
+// the cooperative interrupt at the deadline and stops the guest hard after the grace period or
+// on cancellation.
+func (inst *instance) poll() {
+	r := inst.run.Load()
+	if r == nil {
+		return
+	}
+	if r.cancelled.Load() {
+		panic(errCancelled)
+	}
+	if r.deadline.IsZero() {
+		return
+	}
+	now := time.Now()
+	if now.Before(r.deadline) {
+		return
+	}
+	if r.interrupted.IsZero() {
+		r.interrupted = now
+		inst.interrupt()
+		return
+	}
+	if now.Sub(r.interrupted) >= hardStopGrace {
+		r.hardStopped = true
+		panic(errHardStop)
+	}
+}
+
+// interrupt schedules the driver's interrupt exception (re-entrant call into the guest).
+func (inst *instance) interrupt() {
+	// Called re-entrantly from inside a host function: the guest is paused in that call.
+	if _, err := inst.callExport("eryx_interrupt"); err != nil {
+		panic(err)
+	}
+	// Make the next loop header tick again soon, to notice a guest that suppresses it.
+	inst.setBudget(tickBudget)
+}
+
+// nextWake is when a blocking host call must return to poll: the deadline, then the end of
+// the grace period.
+func (r *runState) nextWake() time.Time {
+	if r.deadline.IsZero() {
+		return time.Time{}
+	}
+	if r.interrupted.IsZero() {
+		return r.deadline
+	}
+	return r.interrupted.Add(hardStopGrace)
+}
+
+// nanosleep is the guest's clock sleep (time.sleep, poll_oneoff): it returns early at the
+// deadline or on cancellation, and then polls.
+func (inst *instance) nanosleep(ns int64) {
+	if ns <= 0 {
+		inst.poll()
+		return
+	}
+	until := time.Now().Add(time.Duration(ns))
+	r := inst.run.Load()
+	var wake <-chan struct{}
+	if r != nil {
+		wake = r.wake
+		if w := r.nextWake(); !w.IsZero() && w.Before(until) {
+			until = w
+		}
+	}
+	if d := time.Until(until); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-wake:
+			t.Stop()
+		}
+	}
+	inst.poll()
+}
+
+// tick is the instrumentation's periodic host call.
+func (inst *instance) tick() {
+	inst.setBudget(tickBudget)
+	inst.poll()
+}
+
+// ---- callbacks ----------------------------------------------------------------------------
+
+func (inst *instance) startCallback(name string, args []byte) (map[string]any, error) {
+	r := inst.run.Load()
+	if r == nil {
+		return map[string]any{"error": guestError{"CallbackError", "callbacks are only available during a run"}}, nil
+	}
+	r.invocations++
+	l := r.limits
+	if l.maxInvocations >= 0 && r.invocations > l.maxInvocations {
+		return map[string]any{"error": guestError{"CallbackLimitError",
+			fmt.Sprintf("callback limit exceeded: at most %d invocations per execution", l.maxInvocations)}}, nil
+	}
+	if len(args) > maxCallbackArgs {
+		return map[string]any{"error": guestError{"CallbackError",
+			fmt.Sprintf("callback arguments too large: %d bytes (limit %d)", len(args), maxCallbackArgs)}}, nil
+	}
+	index, ok := l.callbackIndex[name]
+	if !ok {
+		return map[string]any{"error": guestError{"CallbackError", fmt.Sprintf("callback '%s' not found", name)}}, nil
+	}
+	r.nextID++
+	id := r.nextID
+	ctx, cancel := context.WithCancel(context.Background())
+	r.inflight[id] = cancel
+	argsJSON := string(args)
+	go func() {
+		res := make(chan completion, 1)
+		go func() {
+			out, err := l.hooks.Callback(ctx, index, argsJSON, l.callbackTimeoutMS)
+			res <- callbackCompletion(id, name, out, err)
+		}()
+		var c completion
+		if l.callbackTimeout > 0 {
+			t := time.NewTimer(l.callbackTimeout)
+			select {
+			case c = <-res:
+				t.Stop()
+			case <-t.C:
+				cancel()
+				c = completion{id: id, err: &guestError{"TimeoutError",
+					fmt.Sprintf("callback '%s' timed out after %d ms", name, l.callbackTimeoutMS)}}
+			case <-r.finished:
+				return
+			}
+		} else {
+			select {
+			case c = <-res:
+			case <-r.finished:
+				return
+			}
+		}
+		select {
+		case r.done <- c:
+		case <-r.finished:
+		}
+	}()
+	return map[string]any{"id": id}, nil
+}
+
+const maxCallbackArgs = 10 << 20
+
+func callbackCompletion(id int64, name, out string, err error) completion {
+	if err == nil {
+		if !json.Valid([]byte(out)) {
+			return completion{id: id, err: &guestError{"CallbackError",
+				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: str", name)}}
+		}
+		return completion{id: id, result: json.RawMessage(out)}
+	}
+	var f *CallbackFailure
+	if errors.As(err, &f) {
+		switch f.Kind {
+		case "not_json":
+			return completion{id: id, err: &guestError{"CallbackError",
+				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: %s", name, f.Message)}}
+		case "timeout":
+			return completion{id: id, err: &guestError{"TimeoutError", fmt.Sprintf("callback '%s' timed out", name)}}
+		default:
+			return completion{id: id, err: &guestError{"CallbackError", f.Message}}
+		}
+	}
+	return completion{id: id, err: &guestError{"CallbackError", err.Error()}}
+}
+
+func (inst *instance) cancelCallback(id int64) {
+	if r := inst.run.Load(); r != nil {
+		if c, ok := r.inflight[id]; ok {
+			c()
+			delete(r.inflight, id)
+		}
+	}
+}
+
+// wait blocks until a callback completes, the timeout passes, or the run must be polled.
+func (inst *instance) wait(timeout time.Duration) []map[string]any {
+	r := inst.run.Load()
+	if r == nil {
+		if timeout > 0 {
+			time.Sleep(timeout)
+		}
+		return nil
+	}
+	var timer <-chan time.Time
+	until := time.Time{}
+	if timeout >= 0 {
+		until = time.Now().Add(timeout)
+	}
+	if w := r.nextWake(); !w.IsZero() && (until.IsZero() || w.Before(until)) {
+		until = w
+	}
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		timer = t.C
+	}
+	var done []map[string]any
+	add := func(c completion) {
+		delete(r.inflight, c.id)
+		item := map[string]any{"id": c.id}
+		if c.err != nil {
+			item["error"] = c.err
+		} else {
+			item["result"] = c.result
+		}
+		done = append(done, item)
+	}
+	select {
+	case c := <-r.done:
+		add(c)
+	case <-timer:
+	case <-r.wake:
+	}
+	for more := true; more; {
+		select {
+		case c := <-r.done:
+			add(c)
+		default:
+			more = false
+		}
+	}
+	inst.poll()
+	return done
+}

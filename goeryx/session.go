@@ -1,0 +1,323 @@
+package goeryx
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+)
+
+// Session keeps one interpreter across runs. Its operations run one at a time.
+type Session struct {
+	box *box
+
+	op        sync.Mutex // held for the whole of each operation
+	inst      *instance  // nil after the interpreter was lost and not yet replaced
+	timeoutMS *int64
+	maxFuel   *int64
+	count     atomic.Int64
+
+	mu     sync.Mutex // guards closed, active and the limits below
+	closed bool
+	active *instance // the interpreter an operation is using, for Close to cancel
+}
+
+// NewSession creates the session's interpreter.
+func (rt *Runtime) NewSession(ctx context.Context, cfg *Config, store *VFS, hooks Hooks) (*Session, error) {
+	b, err := newBox(rt, cfg, store, hooks)
+	if err != nil {
+		return nil, err
+	}
+	if b.store == nil {
+		b.store = b.newPrivateStore() // outlives reset()
+	}
+	inst, err := b.newInterpreter(ctx)
+	if err != nil {
+		b.closeFilesystems()
+		return nil, err
+	}
+	return &Session{box: b, inst: inst, timeoutMS: b.cfg.Limits.ExecutionTimeoutMS, maxFuel: b.cfg.Limits.MaxFuel}, nil
+}
+
+var errSessionClosed = &Error{Kind: KindValue, Message: "Session is closed"}
+
+// lock starts an operation: it fails when the session is closed and replaces a lost
+// interpreter.
+func (s *Session) lock(ctx context.Context) error {
+	s.op.Lock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.op.Unlock()
+		return errSessionClosed
+	}
+	if s.inst == nil {
+		if err := s.replace(ctx); err != nil {
+			s.op.Unlock()
+			return err
+		}
+	}
+	s.setActive(s.inst)
+	return nil
+}
+
+// setActive publishes the interpreter in use, so that Close can cancel it.
+func (s *Session) setActive(inst *instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = inst
+	if s.closed && inst != nil {
+		inst.cancel()
+	}
+}
+
+func (s *Session) unlock() {
+	s.mu.Lock()
+	s.active = nil
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.release()
+	}
+	s.op.Unlock()
+}
+
+// replace starts a new interpreter (reset, or after the old one was lost).
+func (s *Session) replace(ctx context.Context) error {
+	if s.inst != nil {
+		s.inst.close()
+		s.inst = nil
+	}
+	inst, err := s.box.newInterpreter(ctx)
+	if err != nil {
+		return err
+	}
+	s.inst = inst
+	s.setActive(inst)
+	s.count.Store(0)
+	return nil
+}
+
+// Execute runs code in the session's interpreter.
+func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	start := time.Now()
+	s.count.Add(1)
+	s.mu.Lock()
+	timeoutMS := s.timeoutMS
+	s.mu.Unlock()
+	out := s.box.execute(s.inst, code, timeoutMS, "Session", start)
+	if out.lost {
+		s.inst.close()
+		s.inst = nil
+		if out.err.Kind != KindCancelled {
+			if err := s.replace(ctx); err != nil {
+				return nil, err
+			}
+			out.err = withStateLost(out.err)
+		}
+	}
+	if out.err != nil {
+		return nil, out.err
+	}
+	return out.result, nil
+}
+
+// Reset replaces the interpreter: globals and modules are gone, files stay.
+func (s *Session) Reset(ctx context.Context) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	return s.replace(ctx)
+}
+
+// ClearState deletes user globals but keeps the interpreter and its modules.
+func (s *Session) ClearState(ctx context.Context) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	var resp struct {
+		OK bool `json:"ok"`
+	}
+	if _, err := s.inst.request(map[string]any{"op": protocol.ReqClearState}, nil, &resp); err != nil || !resp.OK {
+		return &Error{Kind: KindEryx, Message: fmt.Sprintf("clear_state failed: %v", errOrStatus(err, 1))}
+	}
+	return nil
+}
+
+// Snapshot format: magic, format version, then length-prefixed engine version and guest
+// Python major.minor, then the driver's serialisation of the user globals.
+const (
+	snapshotMagic  = "GOERYXSN"
+	snapshotFormat = 1
+)
+
+// Snapshot serialises the user globals; skipped lists the names left out.
+func (s *Session) Snapshot(ctx context.Context) ([]byte, []string, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer s.unlock()
+	var resp struct {
+		OK       bool     `json:"ok"`
+		Skipped  []string `json:"skipped"`
+		TooLarge int64    `json:"too_large"`
+	}
+	payload, err := s.inst.request(map[string]any{"op": protocol.ReqSnapshot}, nil, &resp)
+	if err != nil {
+		return nil, nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("snapshot failed: %v", err)}
+	}
+	if !resp.OK {
+		if resp.TooLarge > 0 {
+			return nil, nil, snapshotTooLarge(int(resp.TooLarge))
+		}
+		return nil, nil, &Error{Kind: KindEryx, Message: "snapshot failed" + stderrSuffix(s.inst)}
+	}
+	var b bytes.Buffer
+	b.WriteString(snapshotMagic)
+	_ = binary.Write(&b, binary.LittleEndian, uint16(snapshotFormat))
+	writeString(&b, Version)
+	writeString(&b, s.box.rt.pythonMajorMinor())
+	b.Write(payload)
+	if b.Len() > protocol.MaxSnapshotBytes {
+		return nil, nil, snapshotTooLarge(b.Len())
+	}
+	if resp.Skipped == nil {
+		resp.Skipped = []string{}
+	}
+	return b.Bytes(), resp.Skipped, nil
+}
+
+func snapshotTooLarge(n int) *Error {
+	return &Error{Kind: KindResourceLimit, Limit: "snapshot",
+		Message: fmt.Sprintf("snapshot is %d bytes, above the %d-byte limit", n, protocol.MaxSnapshotBytes)}
+}
+
+func writeString(b *bytes.Buffer, s string) {
+	_ = binary.Write(b, binary.LittleEndian, uint16(len(s)))
+	b.WriteString(s)
+}
+
+func readString(data []byte) (string, []byte, bool) {
+	if len(data) < 2 {
+		return "", nil, false
+	}
+	n := int(binary.LittleEndian.Uint16(data))
+	if len(data) < 2+n {
+		return "", nil, false
+	}
+	return string(data[2 : 2+n]), data[2+n:], true
+}
+
+// Restore merges a snapshot into the globals.
+func (s *Session) Restore(ctx context.Context, data []byte) error {
+	if len(data) > protocol.MaxSnapshotBytes {
+		return snapshotTooLarge(len(data))
+	}
+	invalid := func(reason string) error {
+		return &Error{Kind: KindExecution, Message: "invalid snapshot data: " + reason}
+	}
+	if len(data) < len(snapshotMagic)+2 || !strings.HasPrefix(string(data[:len(snapshotMagic)]), snapshotMagic) {
+		if len(data) < len(snapshotMagic) && strings.HasPrefix(snapshotMagic, string(data)) && len(data) > 0 {
+			return invalid("truncated header")
+		}
+		return invalid("not a goeryx snapshot")
+	}
+	rest := data[len(snapshotMagic):]
+	format := binary.LittleEndian.Uint16(rest)
+	version, rest, ok1 := readString(rest[2:])
+	pyver, rest, ok2 := readString(rest)
+	if !ok1 || !ok2 {
+		return invalid("truncated header")
+	}
+	if format != snapshotFormat || pyver != s.box.rt.pythonMajorMinor() {
+		return &Error{Kind: KindInitialization, Message: fmt.Sprintf(
+			"snapshot was made by goeryx %s (guest Python %s) and cannot be restored by goeryx %s (guest Python %s)",
+			version, pyver, Version, s.box.rt.pythonMajorMinor())}
+	}
+	if len(rest) == 0 {
+		return invalid("truncated data")
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	var resp struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if _, err := s.inst.request(map[string]any{"op": protocol.ReqRestore}, rest, &resp); err != nil {
+		return &Error{Kind: KindEryx, Message: fmt.Sprintf("restore failed: %v", err)}
+	}
+	if !resp.OK {
+		return &Error{Kind: KindExecution, Message: "failed to restore snapshot: " + resp.Error}
+	}
+	return nil
+}
+
+// SetExecutionTimeoutMS sets the timeout of later runs (nil: none).
+func (s *Session) SetExecutionTimeoutMS(ms *int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timeoutMS = ms
+}
+
+// SetMaxFuel sets the fuel limit of later runs (nil: not metered).
+func (s *Session) SetMaxFuel(fuel *int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxFuel = fuel
+}
+
+// ExecutionCount is the number of runs since creation or the last reset. It never blocks.
+func (s *Session) ExecutionCount() int64 { return s.count.Load() }
+
+// Close releases the interpreter; a run in progress fails with KindCancelled.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.active != nil {
+		s.active.cancel()
+	}
+	s.mu.Unlock()
+	// If no operation is running, release the interpreter now; otherwise unlock does it.
+	if s.op.TryLock() {
+		s.release()
+		s.op.Unlock()
+	}
+}
+
+// release frees the interpreter and the volumes; the caller holds op.
+func (s *Session) release() {
+	if s.inst != nil {
+		s.inst.close()
+		s.inst = nil
+	}
+	s.box.closeFilesystems()
+}
+
+func (rt *Runtime) pythonMajorMinor() string {
+	v := rt.manifest.PythonVersion
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], '.'); j >= 0 {
+			return v[:i+1+j]
+		}
+	}
+	return v
+}
