@@ -29,12 +29,12 @@ var (
 
 // runLimits are the limits of one run.
 type runLimits struct {
-	timeout            time.Duration // 0: none
-	callbackTimeout    time.Duration // 0: none
-	maxInvocations     int64         // < 0: unlimited
-	callbackIndex      map[string]int
-	callbackTimeoutMS  int64
-	hooks              Hooks
+	timeout           time.Duration // 0: none
+	callbackTimeout   time.Duration // 0: none
+	maxInvocations    int64         // < 0: unlimited
+	callbackIndex     map[string]int
+	callbackTimeoutMS int64
+	hooks             Hooks
 }
 
 // runState is the host side of one run in progress.
