@@ -20,7 +20,7 @@ var (
 
 // runtimeForTest opens the guest runtime named by GOERYX_RUNTIME_DIR (build.sh sets it for
 // `./build.sh test`).
-func runtimeForTest(t *testing.T) *Runtime {
+func runtimeForTest(t testing.TB) *Runtime {
 	t.Helper()
 	dir := os.Getenv("GOERYX_RUNTIME_DIR")
 	if dir == "" {

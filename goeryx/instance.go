@@ -131,11 +131,9 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, image []
 			}
 		}
 		m.Write(0, image)
-		if inst.mod.ExportedFunction(abi.ExportResetPreopens) != nil { // TODO(lead): required once the runtime exports it
-			if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
-				inst.close()
-				return nil, err
-			}
+		if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
+			inst.close()
+			return nil, err
 		}
 	}
 	return inst, nil

@@ -320,7 +320,7 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 		defer t.Stop()
 		timer = t.C
 	}
-	var done []map[string]any
+	done := []map[string]any{}
 	add := func(c completion) {
 		delete(r.inflight, c.id)
 		item := map[string]any{"id": c.id}

@@ -136,7 +136,7 @@ func (rt *Runtime) load(dir string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v", rt.manifest.Stdlib, err)
 	}
-	rt.stdlib = zr
+	rt.stdlib = stdlibFS{zr}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,8 +158,9 @@ func (s *Session) ClearState(ctx context.Context) error {
 	return nil
 }
 
-// Snapshot format: magic, format version, then length-prefixed engine version and guest
-// Python major.minor, then the driver's serialisation of the user globals.
+// Snapshot format: magic, format version (u16), the engine version and the guest Python
+// major.minor (u16-length-prefixed strings), the payload length and its CRC-32 (u32 each),
+// then the payload: the driver's serialisation of the user globals. All integers little-endian.
 const (
 	snapshotMagic  = "GOERYXSN"
 	snapshotFormat = 1
@@ -190,6 +192,8 @@ func (s *Session) Snapshot(ctx context.Context) ([]byte, []string, error) {
 	_ = binary.Write(&b, binary.LittleEndian, uint16(snapshotFormat))
 	writeString(&b, Version)
 	writeString(&b, s.box.rt.pythonMajorMinor())
+	_ = binary.Write(&b, binary.LittleEndian, uint32(len(payload)))
+	_ = binary.Write(&b, binary.LittleEndian, crc32.ChecksumIEEE(payload))
 	b.Write(payload)
 	if b.Len() > protocol.MaxSnapshotBytes {
 		return nil, nil, snapshotTooLarge(b.Len())
@@ -247,8 +251,18 @@ func (s *Session) Restore(ctx context.Context, data []byte) error {
 			"snapshot was made by goeryx %s (guest Python %s) and cannot be restored by goeryx %s (guest Python %s)",
 			version, pyver, Version, s.box.rt.pythonMajorMinor())}
 	}
-	if len(rest) == 0 {
-		return invalid("truncated data")
+	if len(rest) < 8 {
+		return invalid("truncated header")
+	}
+	size, sum := binary.LittleEndian.Uint32(rest), binary.LittleEndian.Uint32(rest[4:])
+	rest = rest[8:]
+	switch {
+	case uint64(len(rest)) < uint64(size):
+		return invalid(fmt.Sprintf("truncated data (%d of %d bytes)", len(rest), size))
+	case uint64(len(rest)) > uint64(size):
+		return invalid(fmt.Sprintf("%d unexpected bytes after the data", uint64(len(rest))-uint64(size)))
+	case crc32.ChecksumIEEE(rest) != sum:
+		return invalid("checksum mismatch")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err

@@ -242,7 +242,7 @@ def _install_event_loop():
             else:
                 timeout_ns = max(0, int(timeout * 1e9))
             header, _ = _host_call(OP_WAIT, {"timeout_ns": timeout_ns})  # noqa: F821
-            for item in header.get("done", ()):
+            for item in header.get("done") or ():
                 fut = _pending_callbacks.pop(item["id"], None)
                 if fut is None or fut.done():
                     continue
@@ -512,13 +512,24 @@ def _clear_state(header, payload):
     return {"ok": True}
 
 
+def _unsnapshottable():
+    """Types excluded from snapshots even where dill could pickle them: they stand for live
+    resources (API.md §8.4)."""
+    import io
+    import socket
+
+    return (types.ModuleType, io.IOBase, types.GeneratorType, types.CoroutineType,
+            types.AsyncGeneratorType, types.FrameType, types.TracebackType, socket.socket)
+
+
 def _snapshot(header, payload):
     import dill
 
+    excluded = _unsnapshottable()
     kept, skipped = {}, []
     for name in _user_names():
         value = _ns[name]
-        if isinstance(value, types.ModuleType):
+        if isinstance(value, excluded):
             skipped.append(name)
             continue
         try:
