@@ -1,0 +1,258 @@
+"""The ``eryx`` command line (API.md §11): run a script or ``-c CODE`` once, or start a REPL."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import codeop
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from . import (
+    GUEST_PYTHON_VERSION,
+    EryxError,
+    ExecutionError,
+    NetConfig,
+    ResourceLimitError,
+    ResourceLimits,
+    Sandbox,
+    Session,
+    TimeoutError,
+    __version__,
+)
+
+__all__ = ["main"]
+
+Volume = tuple[str, str, bool]
+
+
+def _volume(spec: str) -> Volume:
+    """``SRC:DST[:ro|:rw]``; a one-letter first segment is a Windows drive (``C:\\x:/mnt``)."""
+    parts = spec.split(":")
+    drive = len(parts[0]) == 1 and parts[0].isalpha()
+    # "a:/mnt:ro" is the directory "a"; "C:\x:/mnt" and "C:\x:/mnt:ro" are drive paths.
+    if drive and (len(parts) == 4 or (len(parts) == 3 and parts[2] not in ("ro", "rw"))):
+        parts = [parts[0] + ":" + parts[1], *parts[2:]]
+    mode = "rw"
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        mode = parts.pop()
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise argparse.ArgumentTypeError(
+            f"invalid volume format '{spec}', expected SRC:DST[:ro|:rw]"
+        )
+    return (parts[0], parts[1], mode == "ro")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eryx",
+        description="Run Python code in the goeryx WebAssembly sandbox.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"eryx {__version__} (guest Python {GUEST_PYTHON_VERSION})",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("-c", dest="code", metavar="CODE", help="run CODE")
+    source.add_argument("script", nargs="?", help="a UTF-8 Python file to run, or - for stdin")
+    parser.add_argument("--timeout", type=_positive_int, metavar="MS", help="execution timeout")
+    parser.add_argument("--max-memory", type=_positive_int, metavar="BYTES", help="memory cap")
+    parser.add_argument("--net", action="store_true", help="enable networking (any host)")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="enable networking for matching hosts only (repeatable)",
+    )
+    parser.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        type=_volume,
+        metavar="SRC:DST[:ro|:rw]",
+        help="mount a host file or directory (repeatable)",
+    )
+    # Later releases (API.md §13); usage errors for now.
+    parser.add_argument("--mcp", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mcp-config", metavar="PATH", help=argparse.SUPPRESS)
+    return parser
+
+
+def _network(args: argparse.Namespace) -> NetConfig | None:
+    if not args.net and not args.allow_host:
+        return None
+    config = NetConfig.permissive()
+    for pattern in args.allow_host:
+        config.allow_host(pattern)
+    return config
+
+
+def _writer(stream: TextIO) -> Callable[[str], None]:
+    def write(chunk: str) -> None:
+        try:
+            stream.write(chunk)
+        except UnicodeEncodeError:
+            encoding = stream.encoding or "utf-8"
+            stream.write(chunk.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+
+    return write
+
+
+def _error(message: str) -> None:
+    print(f"eryx: {message}", file=sys.stderr, flush=True)
+
+
+def _read_source(path: str) -> str | None:
+    """The script's text, or ``None`` after reporting why it cannot be read."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        _error(f"{path}: No such file or directory")
+    except OSError as exc:
+        _error(f"{path}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _error(f"{path}: {exc}")
+    return None
+
+
+def _run_once(args: argparse.Namespace, code: str) -> int:
+    limits = ResourceLimits()
+    if args.timeout is not None:
+        limits.execution_timeout_ms = args.timeout
+    if args.max_memory is not None:
+        limits.max_memory_bytes = args.max_memory
+    try:
+        sandbox = Sandbox(
+            resource_limits=limits,
+            network=_network(args),
+            volumes=args.volume or None,
+            on_stdout=_writer(sys.stdout),
+            on_stderr=_writer(sys.stderr),
+        )
+    except (EryxError, ValueError, TypeError) as exc:
+        _error(str(exc))
+        return 1
+    with sandbox:
+        try:
+            sandbox.execute(code)
+        except TimeoutError as exc:
+            _error(f"timeout: {exc}")
+        except ResourceLimitError as exc:
+            _error(f"resource limit: {exc}")
+        except ExecutionError:
+            pass  # the traceback was streamed to stderr
+        except EryxError as exc:
+            _error(str(exc))
+        else:
+            return 0
+    return 1
+
+
+def _repl(args: argparse.Namespace) -> int:
+    try:
+        import readline  # noqa: F401 - line editing for input()
+    except ImportError:
+        pass
+    limits = ResourceLimits(execution_timeout_ms=args.timeout)
+    if args.max_memory is not None:
+        limits.max_memory_bytes = args.max_memory
+    try:
+        session = Session(
+            resource_limits=limits,
+            network=_network(args),
+            volumes=args.volume or None,
+            on_stdout=_writer(sys.stdout),
+            on_stderr=_writer(sys.stderr),
+        )
+    except (EryxError, ValueError, TypeError) as exc:
+        _error(str(exc))
+        return 1
+    compiler = codeop.CommandCompiler()
+    compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    print(f"Eryx {__version__} (sandbox REPL)")
+    print('Type "exit()" or Ctrl-D to quit.')
+    lines: list[str] = []
+    with session:
+        while True:
+            try:
+                line = input("... " if lines else ">>> ")
+            except EOFError:
+                print()
+                if not lines:
+                    return 0
+                lines = []
+                continue
+            except KeyboardInterrupt:
+                print("\nKeyboardInterrupt")
+                lines = []
+                continue
+            if not lines and line.strip() in ("exit()", "quit()"):
+                return 0
+            lines.append(line)
+            source = "\n".join(lines)
+            try:
+                if compiler(source, "<user>", "single") is None:
+                    continue  # incomplete input
+            except (SyntaxError, ValueError, OverflowError):
+                pass  # let the guest report it, in its own format
+            lines = []
+            try:
+                session.execute(source)
+            except TimeoutError as exc:
+                print(f"TimeoutError: {exc}", file=sys.stderr)
+            except ResourceLimitError as exc:
+                print(f"ResourceLimitError: {exc}", file=sys.stderr)
+            except ExecutionError:
+                pass  # its text was streamed to stderr
+            except EryxError as exc:
+                print(f"EryxError: {exc}", file=sys.stderr)
+            except KeyboardInterrupt:
+                print("\nKeyboardInterrupt", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.mcp or args.mcp_config is not None:
+            parser.error("--mcp and --mcp-config are not available in this release")
+        if args.script == "serve":
+            parser.error("'serve' is not available in this release")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+
+    if args.code is not None:
+        return _run_once(args, args.code)
+    if args.script is not None:
+        code = _read_source(args.script)
+        return 1 if code is None else _run_once(args, code)
+    if sys.stdin is not None and sys.stdin.isatty():
+        return _repl(args)
+    code = sys.stdin.read() if sys.stdin is not None else ""
+    if not code.strip():
+        parser.print_help()
+        return 0
+    return _run_once(args, code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

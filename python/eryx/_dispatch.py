@@ -1,0 +1,234 @@
+"""The bridge's calls back into Python: output streaming and callback dispatch (API.md §5.3,
+§7.3; docs/BRIDGE.md "Calls back into Python").
+
+``Hooks`` must not reference its Sandbox or Session: the bridge keeps ``on_output`` and
+``on_callback`` alive until the handle is freed, and a reference back would keep the owner
+from ever being collected.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import inspect
+import itertools
+import json
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._callbacks import CallbackDef
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported on first use of an async callback: it is slow to import.
+
+__all__ = ["Hooks", "encode_result", "describe_exception"]
+
+logger = logging.getLogger("eryx.callbacks")
+
+# Keys of the Hooks whose callback or output handler is running in the current context. A
+# ContextVar (not a thread-local) so that it follows an async callback into its task and into
+# asyncio.to_thread.
+_ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "eryx_active_hooks", default=frozenset()
+)
+_keys = itertools.count(1)
+
+STDOUT = 1
+STDERR = 2
+
+
+class _NotJSON(Exception):
+    def __init__(self, type_name: str) -> None:
+        super().__init__(type_name)
+        self.type_name = type_name
+
+
+def _to_json_value(value: object, active: set[int]) -> Any:
+    """``value`` with tuples turned into lists; raises _NotJSON naming the offending type."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJSON("float")
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in active:  # a cycle
+            raise _NotJSON(type(value).__name__)
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                if not all(isinstance(k, str) for k in value):
+                    raise _NotJSON(type(value).__name__)
+                return {k: _to_json_value(v, active) for k, v in value.items()}
+            return [_to_json_value(v, active) for v in value]
+        finally:
+            active.discard(id(value))
+    raise _NotJSON(type(value).__name__)
+
+
+def encode_result(value: object) -> tuple[str, str]:
+    """``("ok", json)`` or ``("not_json", type name)`` for a callback's return value."""
+    try:
+        return ("ok", json.dumps(_to_json_value(value, set()), ensure_ascii=True))
+    except _NotJSON as exc:
+        return ("not_json", exc.type_name)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"<ExcType>: <message>"``, as the guest's ``CallbackError`` shows it."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    return f"{type(exc).__qualname__}: {message}"
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class _LoopThread:
+    """A private event loop on its own daemon thread, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise RuntimeError("the callback event loop is closed")
+            import asyncio
+
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._loop,), name=self._name, daemon=True
+                )
+                self._thread.start()
+            # Submitted under the lock, so it is queued before a stop() and cancelled by it.
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def is_current(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
+
+    def stop(self) -> None:
+        """Cancel pending callbacks and stop the loop; never blocks."""
+        with self._lock:
+            self._closed = True
+            loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:  # already closed
+                pass
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+
+class Hooks:
+    """Implements the bridge's ``on_output`` and ``on_callback`` for one Sandbox or Session."""
+
+    def __init__(
+        self,
+        owner: str,
+        callbacks: Sequence[CallbackDef],
+        on_stdout: Callable[[str], Any] | None,
+        on_stderr: Callable[[str], Any] | None,
+    ) -> None:
+        self._key = next(_keys)
+        self._callbacks = tuple(callbacks)
+        self._on_stdout = on_stdout
+        self._on_stderr = on_stderr
+        self._loop = _LoopThread(f"eryx-{owner.lower()}-callbacks")
+
+    @property
+    def streams(self) -> bool:
+        return self._on_stdout is not None or self._on_stderr is not None
+
+    def in_hook(self) -> bool:
+        """Whether the caller is (inside) one of this object's callbacks or output handlers."""
+        return self._key in _ACTIVE.get() or self._loop.is_current()
+
+    def close(self) -> None:
+        """Stop the private event loop, cancelling async callbacks still running."""
+        self._loop.stop()
+
+    def on_output(self, stream: int, chunk: str) -> None:
+        """Bridge hook: one raw chunk of guest output. Exceptions propagate to the bridge,
+        which reports them through ``sys.unraisablehook``."""
+        handler = self._on_stdout if stream == STDOUT else self._on_stderr
+        if handler is None:
+            return
+        token = _ACTIVE.set(_ACTIVE.get() | {self._key})
+        try:
+            handler(chunk)
+        finally:
+            _ACTIVE.reset(token)
+
+    def on_callback(self, index: int, args_json: str, timeout_ms: int) -> tuple[str, str]:
+        """Bridge hook: run callback ``index`` with the JSON keyword arguments.
+
+        Returns ``("ok", json)``, ``("raised", "<ExcType>: <message>")``,
+        ``("not_json", "<type name>")`` or ``("timeout", "")``.
+        """
+        token = _ACTIVE.set(_ACTIVE.get() | {self._key})
+        try:
+            return self._call(index, args_json, timeout_ms)
+        finally:
+            _ACTIVE.reset(token)
+
+    def _call(self, index: int, args_json: str, timeout_ms: int) -> tuple[str, str]:
+        if not 0 <= index < len(self._callbacks):
+            return ("raised", f"RuntimeError: no callback with index {index}")
+        callback = self._callbacks[index]
+        try:
+            kwargs = json.loads(args_json)
+        except ValueError as exc:
+            return ("raised", f"ValueError: invalid callback arguments: {exc}")
+        if not isinstance(kwargs, dict):
+            return ("raised", "TypeError: callback arguments must be a JSON object")
+        try:
+            value = callback.fn(**kwargs)
+            if inspect.isawaitable(value):
+                coro = value if inspect.iscoroutine(value) else _await(value)
+                future = self._loop.submit(coro)
+                timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+                done, _ = concurrent.futures.wait([future], timeout=timeout)
+                if not done:
+                    future.cancel()
+                    return ("timeout", "")
+                if future.cancelled():
+                    return ("raised", "CancelledError: the callback was cancelled")
+                value = future.result()
+        except BaseException as exc:
+            logger.debug("callback %r raised", callback.name, exc_info=True)
+            return ("raised", describe_exception(exc))
+        return encode_result(value)

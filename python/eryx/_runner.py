@@ -1,0 +1,146 @@
+"""What Sandbox and Session share: the engine handle, hooks, lifecycle and execute_async."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import ClassVar, NoReturn, Self
+
+from ._config import EngineConfig
+from ._dispatch import Hooks
+from ._handle import Handle
+from ._result import ExecuteResult
+from ._runtime import call, runtime
+from ._validate import check_code
+
+__all__ = ["Runner"]
+
+_OnOutput = Callable[[int, str], None]
+_OnCallback = Callable[[int, str, int], tuple[str, str]]
+_NewFn = Callable[[int, bytes, int, "_OnOutput | None", "_OnCallback | None"], int]
+
+
+class Runner:
+    """Base of Sandbox and Session (not public)."""
+
+    _kind: ClassVar[str]
+    _max_async_workers: ClassVar[int | None]
+
+    _handle: Handle | None = None
+    _hooks: Hooks | None = None
+    _config: EngineConfig
+
+    def _open(self, config: EngineConfig, new: _NewFn, close: Callable[[int], None]) -> None:
+        """Create the engine object with bridge function ``new``; ``close`` stops it.
+
+        The caller has imported the bridge (``require_native``).
+        """
+        self._config = config
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        hooks = self._hooks = Hooks(
+            self._kind, config.callbacks, config.on_stdout, config.on_stderr
+        )
+        rt = runtime()
+        on_output = hooks.on_output if hooks.streams else None
+        on_callback = hooks.on_callback if config.callbacks else None
+        if config.vfs is None:
+            handle = call(new, rt, config.to_json(), 0, on_output, on_callback)
+        else:
+            with config.vfs._handle.use("VfsStorage is closed") as vfs_handle:
+                handle = call(new, rt, config.to_json(), vfs_handle, on_output, on_callback)
+        # The closer must not reference self (see _dispatch.Hooks).
+        self._handle = Handle(handle, lambda h: call(close, h))
+
+    def _use(self) -> AbstractContextManager[int]:
+        assert self._handle is not None
+        return self._handle.use(f"{self._kind} is closed")
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._handle is None or self._handle.closed
+
+    def close(self) -> None:
+        """Stop the engine object; runs in progress on other threads raise ``CancelledError``.
+
+        Idempotent.
+        """
+        handle = self._handle
+        if handle is None:
+            return
+        try:
+            handle.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._hooks is not None:
+            self._hooks.close()
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def execute(self, code: str) -> ExecuteResult:
+        """Run ``code``; implemented by Sandbox and Session."""
+        raise NotImplementedError
+
+    async def execute_async(self, code: str) -> ExecuteResult:
+        """``execute`` on a worker thread, without blocking the event loop.
+
+        If the awaiting task is cancelled, ``asyncio.CancelledError`` propagates at once but
+        the run itself continues in the background until it ends (the engine has no per-run
+        cancellation yet); the object stays usable.
+        """
+        import asyncio
+
+        code = check_code(code)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._get_executor(), self.execute, code)
+
+    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._executor_lock:
+            if self.closed:
+                raise ValueError(f"{self._kind} is closed")
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._max_async_workers,
+                    thread_name_prefix=f"eryx-{self._kind.lower()}",
+                )
+            return self._executor
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._handle is not None:
+                self._handle.finalize()
+            if self._hooks is not None:
+                self._hooks.close()
+            executor = getattr(self, "_executor", None)
+            if executor is not None:
+                executor.shutdown(wait=False)
+        except BaseException:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError(f"cannot pickle '{self._kind}' object")
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"cannot copy '{self._kind}' object")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        raise TypeError(f"cannot copy '{self._kind}' object")
