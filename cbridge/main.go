@@ -161,10 +161,43 @@ func goSandboxNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlo
 }
 
 //export goSandboxExecute
-func goSandboxExecute(h C.longlong, code *C.char, n C.Py_ssize_t) C.uintptr_t {
+func goSandboxExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong) C.uintptr_t {
+	ctx, err := runContext(token)
+	if err != nil {
+		return done(raise(err))
+	}
 	return with(h, func(s *goeryx.Sandbox) finish {
-		return returnResult(s.Execute(context.Background(), goString(code, n)))
+		return returnResult(s.Execute(ctx, goString(code, n)))
 	})
+}
+
+// cancelToken lets Python interrupt one execute call (execute_async cancellation).
+type cancelToken struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+//export goTokenNew
+func goTokenNew() C.uintptr_t {
+	ctx, cancel := context.WithCancel(context.Background())
+	return done(returnInt(register(&cancelToken{ctx, cancel}, nil)))
+}
+
+//export goTokenCancel
+func goTokenCancel(h C.longlong) C.uintptr_t {
+	return with(h, func(t *cancelToken) finish { t.cancel(); return returnNone(nil) })
+}
+
+// runContext is the context of an execute call: the token's, or the background (token 0).
+func runContext(token C.longlong) (context.Context, error) {
+	if token == 0 {
+		return context.Background(), nil
+	}
+	t, err := lookup[*cancelToken](token)
+	if err != nil {
+		return nil, err
+	}
+	return t.ctx, nil
 }
 
 //export goSandboxClose
@@ -181,9 +214,13 @@ func goSessionNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlo
 }
 
 //export goSessionExecute
-func goSessionExecute(h C.longlong, code *C.char, n C.Py_ssize_t) C.uintptr_t {
+func goSessionExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong) C.uintptr_t {
+	ctx, err := runContext(token)
+	if err != nil {
+		return done(raise(err))
+	}
 	return with(h, func(s *goeryx.Session) finish {
-		return returnResult(s.Execute(context.Background(), goString(code, n)))
+		return returnResult(s.Execute(ctx, goString(code, n)))
 	})
 }
 
@@ -256,6 +293,8 @@ func goHandleFree(h C.longlong) C.uintptr_t {
 		obj.Close()
 	case *goeryx.Session:
 		obj.Close()
+	case *cancelToken:
+		obj.cancel()
 	}
 	return done(func(module *C.PyObject) *C.PyObject {
 		if e.hooks != nil {

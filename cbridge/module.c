@@ -518,13 +518,51 @@ sandbox_new(PyObject *module, PyObject *args)
     return new_instance(module, args, "Ly*LOO:sandbox_new", goSandboxNew);
 }
 
+/* The execute functions take an optional cancel token (0: none): see token_new. */
+typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token);
+
+static PyObject *
+call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn)
+{
+    long long h, token = 0;
+    utf8_arg s;
+    uintptr_t done;
+
+    if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token)) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    done = fn(h, (char *)s.s, s.len, token);
+    Py_END_ALLOW_THREADS
+    return goFinish(module, done);
+}
+
 PyDoc_STRVAR(sandbox_execute_doc,
-"sandbox_execute($module, h, code, /)\n--\n\nSandbox.Execute; returns the result tuple.");
+"sandbox_execute($module, h, code, token=0, /)\n--\n\n"
+"Sandbox.Execute; returns the result tuple. Cancelling the token interrupts the run.");
 
 static PyObject *
 sandbox_execute(PyObject *module, PyObject *args)
 {
-    return call_handle_str(module, args, "LO&:sandbox_execute", goSandboxExecute);
+    return call_execute(module, args, "LO&|L:sandbox_execute", goSandboxExecute);
+}
+
+PyDoc_STRVAR(token_new_doc,
+"token_new($module, /)\n--\n\nA cancel token for one execute call; free it with handle_free.");
+
+static PyObject *
+token_new(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return goFinish(module, goTokenNew());
+}
+
+PyDoc_STRVAR(token_cancel_doc,
+"token_cancel($module, t, /)\n--\n\nInterrupts the run using the token (never blocks).");
+
+static PyObject *
+token_cancel(PyObject *module, PyObject *t)
+{
+    return call_handle(module, t, goTokenCancel);
 }
 
 PyDoc_STRVAR(sandbox_close_doc,
@@ -547,12 +585,12 @@ session_new(PyObject *module, PyObject *args)
 }
 
 PyDoc_STRVAR(session_execute_doc,
-"session_execute($module, h, code, /)\n--\n\nSession.Execute; returns the result tuple.");
+"session_execute($module, h, code, token=0, /)\n--\n\nSession.Execute; returns the result tuple.");
 
 static PyObject *
 session_execute(PyObject *module, PyObject *args)
 {
-    return call_handle_str(module, args, "LO&:session_execute", goSessionExecute);
+    return call_execute(module, args, "LO&|L:session_execute", goSessionExecute);
 }
 
 PyDoc_STRVAR(session_reset_doc,
@@ -677,6 +715,8 @@ static PyMethodDef eryx_methods[] = {
     {"session_execution_count", session_execution_count, METH_O, session_execution_count_doc},
     {"session_close", session_close, METH_O, session_close_doc},
     {"handle_free", handle_free, METH_O, handle_free_doc},
+    {"token_new", token_new, METH_NOARGS, token_new_doc},
+    {"token_cancel", token_cancel, METH_O, token_cancel_doc},
     {NULL, NULL, 0, NULL},
 };
 

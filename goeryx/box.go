@@ -106,7 +106,7 @@ func (b *box) newInterpreter(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	ic.mounts = mounts
-	inst, err := b.rt.instantiate(ctx, ic, b.rt.image)
+	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}
@@ -138,9 +138,9 @@ type runResponse struct {
 }
 
 // execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6).
-func (b *box) execute(inst *instance, code string, timeoutMS *int64, who string, start time.Time) runOutcome {
+func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutMS *int64, who string, start time.Time) runOutcome {
 	l := b.limits(timeoutMS)
-	r := inst.beginRun(l)
+	r := inst.beginRun(ctx, l)
 	var resp runResponse
 	_, callErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
 	inst.endRun(r)
@@ -154,11 +154,14 @@ func (b *box) execute(inst *instance, code string, timeoutMS *int64, who string,
 	if res.Duration <= 0 {
 		res.Duration = time.Nanosecond
 	}
-	timedOut := !r.interrupted.IsZero() || r.hardStopped
+	stopped := r.stopRequested.Load() && (!r.interrupted.IsZero() || r.hardStopped)
+	timedOut := !stopped && (!r.interrupted.IsZero() || r.hardStopped)
 	memRefused := inst.mem.refused.Load()
 	switch {
 	case callErr != nil && r.cancelled.Load():
 		return runOutcome{err: &Error{Kind: KindCancelled, Message: who + " was closed during execution"}, lost: true}
+	case stopped:
+		return runOutcome{err: &Error{Kind: KindCancelled, Message: "execution was cancelled", StateLost: callErr != nil}, lost: callErr != nil}
 	case callErr != nil && timedOut:
 		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l), StateLost: true}, lost: true}
 	case callErr != nil && memRefused:

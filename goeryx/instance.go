@@ -76,7 +76,7 @@ type instance struct {
 func (inst *instance) cancel() {
 	inst.cancelled.Store(true)
 	if r := inst.run.Load(); r != nil {
-		r.cancel(errCancelled)
+		r.cancel()
 	}
 }
 
@@ -87,10 +87,11 @@ func instanceFrom(ctx context.Context) *instance {
 	return inst
 }
 
-// instantiate creates a module instance with memory from a fresh mapping. image, if not nil,
-// is written over the memory (the instance then needs no initialisation calls).
-func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, image []byte) (*instance, error) {
-	mem, err := newLinearMemory(ic.memoryLimit)
+// instantiate creates a module instance whose memory comes from pool. When the pool holds an
+// image, the instance starts as the booted interpreter it was taken from and needs no
+// initialisation calls.
+func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *memoryPool) (*instance, error) {
+	mem, err := pool.get(ic.memoryLimit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reserve guest memory: %v", err)
 	}
@@ -115,14 +116,14 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, image []
 		WithFSConfig(fsc)
 	mod, err := rt.wz.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, mem), rt.compiled, mc)
 	if err != nil {
-		mem.Free()
+		inst.close()
 		return nil, err
 	}
 	inst.mod = mod
 	if g, ok := mod.ExportedGlobal(instrument.ExportBudget).(api.MutableGlobal); ok {
 		inst.budget = g
 	}
-	if image != nil {
+	if image := pool.image; image != nil {
 		m := mod.Memory()
 		if have := uint64(m.Size()); have < uint64(len(image)) {
 			if _, ok := m.Grow(uint32((uint64(len(image)) - have) / wasmPageSize)); !ok {
@@ -130,6 +131,8 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, image []
 				return nil, errMemoryTooSmall
 			}
 		}
+		// TODO(lead): skip once the data segments are stripped (the mapping already holds the
+		// image; instantiation rewrites the data segments over it).
 		m.Write(0, image)
 		if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
 			inst.close()
@@ -225,13 +228,12 @@ func (inst *instance) setBudget(n int64) {
 
 func (inst *instance) close() {
 	if inst.mod != nil {
-		_ = inst.mod.Close(context.Background())
+		_ = inst.mod.Close(context.Background()) // wazero frees the memory (back to its pool)
 		inst.mod = nil
-	}
-	if inst.mem != nil {
+	} else if inst.mem != nil {
 		inst.mem.Free()
-		inst.mem = nil
 	}
+	inst.mem = nil
 }
 
 // terminationReason describes why a guest call failed with a trap or exit.

@@ -1,8 +1,8 @@
 package goeryx
 
 import (
+	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -12,29 +12,26 @@ const wasmPageSize = 64 << 10
 // maxWasm32Memory is the largest linear memory wasm32 can address.
 const maxWasm32Memory = 4 << 30
 
-// linearMemory backs one instance's linear memory with an anonymous mapping reserved up to the
-// instance's cap, so growth never copies and the cap is enforced exactly: a Reallocate beyond it
-// returns nil, which the guest sees as a failed memory.grow (MemoryError in Python).
+// maxIdleMemories bounds the idle buffers a pool keeps per reservation size.
+const maxIdleMemories = 8
+
+// linearMemory backs one instance's linear memory with a mapping reserved up to the
+// instance's cap, so growth never copies and the cap is enforced exactly: a Reallocate beyond
+// it returns nil, which the guest sees as a failed memory.grow (MemoryError in Python).
+//
+// A linearMemory comes from a memoryPool holding the runtime's memory image. When handed out,
+// its first len(image) bytes hold the image and the rest is zero; on Linux the image is mapped
+// copy-on-write from a memfd, so nothing is copied and returning the buffer to the pool only
+// discards the pages the guest wrote (docs/RATIONALE.md).
 type linearMemory struct {
+	pool     *memoryPool
 	reserved []byte // the whole mapping
 	limit    uint64 // cap in bytes, a multiple of the page size
 	size     atomic.Uint64
 	peak     atomic.Uint64
+	high     uint64 // the largest size ever handed out: what a reset must clean
 	refused  atomic.Bool
-}
-
-// newLinearMemory reserves address space for limit bytes (0: the wasm32 maximum).
-func newLinearMemory(limit uint64) (*linearMemory, error) {
-	if limit == 0 || limit > maxWasm32Memory {
-		limit = maxWasm32Memory
-	}
-	limit -= limit % wasmPageSize
-	buf, err := syscall.Mmap(-1, 0, int(limit), syscall.PROT_READ|syscall.PROT_WRITE,
-		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
-	if err != nil {
-		return nil, err
-	}
-	return &linearMemory{reserved: buf, limit: limit}, nil
+	freed    bool // returned to the pool (until get hands it out again)
 }
 
 // Allocate implements experimental.MemoryAllocator: each linearMemory serves one instance.
@@ -47,6 +44,9 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	m.size.Store(size)
+	if size > m.high {
+		m.high = size
+	}
 	for {
 		p := m.peak.Load()
 		if size <= p || m.peak.CompareAndSwap(p, size) {
@@ -56,11 +56,11 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	return m.reserved[:size:size]
 }
 
-// Free implements experimental.LinearMemory.
+// Free implements experimental.LinearMemory: wazero calls it when the instance closes.
 func (m *linearMemory) Free() {
-	if m.reserved != nil {
-		_ = syscall.Munmap(m.reserved)
-		m.reserved = nil
+	if m.reserved != nil && !m.freed {
+		m.freed = true
+		m.pool.put(m)
 	}
 }
 
@@ -68,4 +68,90 @@ func (m *linearMemory) Free() {
 func (m *linearMemory) resetPeak() {
 	m.peak.Store(m.size.Load())
 	m.refused.Store(false)
+}
+
+// memoryPool hands out linear memories that start as the image, reusing released ones.
+type memoryPool struct {
+	image   []byte
+	backing imageBacking
+
+	mu   sync.Mutex
+	idle map[uint64][]*linearMemory // by reservation size
+}
+
+// imageBacking is the platform's way of presenting the image in a fresh mapping.
+type imageBacking interface {
+	// mapMemory reserves limit bytes whose prefix holds the image.
+	mapMemory(limit uint64) ([]byte, error)
+	// reset makes buf[:used] hold the image again (and zeros after it).
+	reset(buf []byte, used uint64) error
+	unmap(buf []byte)
+	// preloaded says whether mapMemory's buffers already hold the image.
+	preloaded() bool
+}
+
+func newMemoryPool(image []byte) (*memoryPool, error) {
+	b, err := newImageBacking(image)
+	if err != nil {
+		return nil, err
+	}
+	return &memoryPool{image: image, backing: b, idle: map[uint64][]*linearMemory{}}, nil
+}
+
+// reservation rounds a cap (0: none) to the size of the mapping that serves it.
+func reservation(limit uint64) uint64 {
+	if limit == 0 || limit > maxWasm32Memory {
+		limit = maxWasm32Memory
+	}
+	return limit - limit%wasmPageSize
+}
+
+// get returns a memory whose cap is limit (0: the wasm32 maximum).
+func (p *memoryPool) get(limit uint64) (*linearMemory, error) {
+	r := reservation(limit)
+	p.mu.Lock()
+	if list := p.idle[r]; len(list) > 0 {
+		m := list[len(list)-1]
+		p.idle[r] = list[:len(list)-1]
+		p.mu.Unlock()
+		m.freed = false
+		return m, nil
+	}
+	p.mu.Unlock()
+	buf, err := p.backing.mapMemory(r)
+	if err != nil {
+		return nil, err
+	}
+	return &linearMemory{pool: p, reserved: buf, limit: r}, nil
+}
+
+// put resets m to the image and keeps it for reuse, or unmaps it.
+func (p *memoryPool) put(m *linearMemory) {
+	if err := p.backing.reset(m.reserved, m.high); err == nil {
+		m.size.Store(0)
+		m.peak.Store(0)
+		m.refused.Store(false)
+		p.mu.Lock()
+		if len(p.idle[m.limit]) < maxIdleMemories {
+			p.idle[m.limit] = append(p.idle[m.limit], m)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+	p.backing.unmap(m.reserved)
+	m.reserved = nil
+}
+
+// close unmaps the idle memories.
+func (p *memoryPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, list := range p.idle {
+		for _, m := range list {
+			p.backing.unmap(m.reserved)
+			m.reserved = nil
+		}
+	}
+	p.idle = map[uint64][]*linearMemory{}
 }

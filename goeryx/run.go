@@ -47,10 +47,14 @@ type runState struct {
 	interrupted time.Time
 	hardStopped bool
 
+	// cancelled is set by Close: the guest is stopped hard at its next host call.
 	cancelled atomic.Bool
-	cancelErr error
-	wake      chan struct{} // closed on cancel
-	wakeOnce  sync.Once
+	// stopRequested is set when the caller's context ends: the guest is interrupted like at
+	// the deadline (cooperatively, then hard after the grace period).
+	stopRequested atomic.Bool
+	wake          chan struct{} // closed on cancel or stop request, to end sleeps and waits
+	wakeOnce      sync.Once
+	stopCtx       func() bool // unregisters the context watcher
 
 	invocations int64
 	nextID      int64
@@ -87,30 +91,42 @@ func newRunState(l *runLimits) *runState {
 }
 
 // cancel stops the run from another goroutine: the guest is stopped at its next host call.
-func (r *runState) cancel(err error) {
-	r.wakeOnce.Do(func() {
-		r.cancelErr = err
-		r.cancelled.Store(true)
-		close(r.wake)
-	})
+func (r *runState) cancel() {
+	r.cancelled.Store(true)
+	r.wakeOnce.Do(func() { close(r.wake) })
+}
+
+// requestStop interrupts the run from another goroutine as the deadline would.
+func (r *runState) requestStop() {
+	r.stopRequested.Store(true)
+	r.wakeOnce.Do(func() { close(r.wake) })
 }
 
 // end releases what the run started.
 func (r *runState) end() {
+	if r.stopCtx != nil {
+		r.stopCtx()
+	}
 	close(r.finished)
 	for _, c := range r.inflight {
 		c()
 	}
 }
 
-// beginRun installs a run on the instance.
-func (inst *instance) beginRun(l *runLimits) *runState {
+// beginRun installs a run on the instance. When ctx ends, the run is interrupted.
+func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
 	inst.mem.resetPeak()
 	inst.setBudget(tickBudget)
 	inst.run.Store(r)
 	if inst.cancelled.Load() {
-		r.cancel(errCancelled)
+		r.cancel()
+	}
+	if ctx.Done() != nil {
+		r.stopCtx = context.AfterFunc(ctx, func() {
+			r.requestStop()
+			inst.setBudget(0) // tick at the next loop header
+		})
 	}
 	return r
 }
@@ -131,11 +147,11 @@ func (inst *instance) poll() {
 	if r.cancelled.Load() {
 		panic(errCancelled)
 	}
-	if r.deadline.IsZero() {
+	if r.deadline.IsZero() && !r.stopRequested.Load() {
 		return
 	}
 	now := time.Now()
-	if now.Before(r.deadline) {
+	if now.Before(r.deadline) && !r.stopRequested.Load() {
 		return
 	}
 	if r.interrupted.IsZero() {
@@ -162,13 +178,10 @@ func (inst *instance) interrupt() {
 // nextWake is when a blocking host call must return to poll: the deadline, then the end of
 // the grace period.
 func (r *runState) nextWake() time.Time {
-	if r.deadline.IsZero() {
-		return time.Time{}
+	if !r.interrupted.IsZero() {
+		return r.interrupted.Add(hardStopGrace)
 	}
-	if r.interrupted.IsZero() {
-		return r.deadline
-	}
-	return r.interrupted.Add(hardStopGrace)
+	return r.deadline
 }
 
 // nanosleep is the guest's clock sleep (time.sleep, poll_oneoff): it returns early at the

@@ -54,6 +54,8 @@ type Runtime struct {
 	stdlib   fs.FS
 	// image is the linear memory of an interpreter right after boot and prepare.
 	image []byte
+	// memory hands out linear memories that start as image (memory.go).
+	memory *memoryPool
 
 	mu     sync.Mutex
 	closed bool
@@ -151,7 +153,12 @@ func checkSHA256(data []byte, want string) error {
 // buildImage boots one interpreter and keeps a copy of its memory: every later interpreter
 // starts from that copy instead of running Py_Initialize.
 func (rt *Runtime) buildImage(ctx context.Context) error {
-	inst, err := rt.instantiate(ctx, &instanceConfig{}, nil)
+	boot, err := newMemoryPool(nil)
+	if err != nil {
+		return initError("failed to start guest interpreter: %v", err)
+	}
+	defer boot.close()
+	inst, err := rt.instantiate(ctx, &instanceConfig{}, boot)
 	if err != nil {
 		return initError("failed to start guest interpreter: %v", err)
 	}
@@ -188,6 +195,9 @@ func (rt *Runtime) buildImage(ctx context.Context) error {
 		return initError("failed to start guest interpreter: cannot read memory")
 	}
 	rt.image = bytes.Clone(img)
+	if rt.memory, err = newMemoryPool(rt.image); err != nil {
+		return initError("failed to start guest interpreter: %v", err)
+	}
 	return nil
 }
 

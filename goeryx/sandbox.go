@@ -28,7 +28,8 @@ func (rt *Runtime) NewSandbox(cfg *Config, store *VFS, hooks Hooks) (*Sandbox, e
 
 var errSandboxClosed = &Error{Kind: KindValue, Message: "Sandbox is closed"}
 
-// Execute runs code in a fresh interpreter.
+// Execute runs code in a fresh interpreter. When ctx ends, the run is interrupted and Execute
+// returns a KindCancelled error.
 func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
 	start := time.Now()
 	if s.isClosed() {
@@ -46,7 +47,7 @@ func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
 	}
 	s.running[inst] = struct{}{}
 	s.mu.Unlock()
-	out := s.box.execute(inst, code, s.box.cfg.Limits.ExecutionTimeoutMS, "Sandbox", start)
+	out := s.box.execute(ctx, inst, code, s.box.cfg.Limits.ExecutionTimeoutMS, "Sandbox", start)
 	s.mu.Lock()
 	delete(s.running, inst)
 	s.mu.Unlock()

@@ -106,7 +106,8 @@ func (s *Session) replace(ctx context.Context) error {
 	return nil
 }
 
-// Execute runs code in the session's interpreter.
+// Execute runs code in the session's interpreter. When ctx ends, the run is interrupted like
+// at a timeout (state kept if the interrupt is honoured) and Execute returns KindCancelled.
 func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
@@ -117,11 +118,11 @@ func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
 	s.mu.Lock()
 	timeoutMS := s.timeoutMS
 	s.mu.Unlock()
-	out := s.box.execute(s.inst, code, timeoutMS, "Session", start)
+	out := s.box.execute(ctx, s.inst, code, timeoutMS, "Session", start)
 	if out.lost {
 		s.inst.close()
 		s.inst = nil
-		if out.err.Kind != KindCancelled {
+		if !(out.err.Kind == KindCancelled && !out.err.StateLost) {
 			if err := s.replace(ctx); err != nil {
 				return nil, err
 			}

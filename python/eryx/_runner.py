@@ -92,15 +92,30 @@ class Runner:
     async def execute_async(self, code: str) -> ExecuteResult:
         """``execute`` on a worker thread, without blocking the event loop.
 
-        If the awaiting task is cancelled, ``asyncio.CancelledError`` propagates at once but
-        the run itself continues in the background until it ends (the engine has no per-run
-        cancellation yet); the object stays usable.
+        Cancelling the awaiting task interrupts the run and ``asyncio.CancelledError``
+        propagates; the object stays usable.
         """
         import asyncio
 
+        from . import _eryx
+
         code = check_code(code)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._get_executor(), self.execute, code)
+        token: int = _eryx.token_new()
+        future = self._get_executor().submit(self._execute, code, token)
+        future.add_done_callback(lambda _: _eryx.handle_free(token))
+        try:
+            return await asyncio.wrap_future(future, loop=loop)
+        except asyncio.CancelledError:
+            try:
+                _eryx.token_cancel(token)
+            except ValueError:  # the run already ended and freed its token
+                pass
+            raise
+
+    def _execute(self, code: str, token: int) -> ExecuteResult:
+        """Run validated ``code``; cancelling ``token`` (from bridge ``token_new``) interrupts it."""
+        raise NotImplementedError
 
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._executor_lock:

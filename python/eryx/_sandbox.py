@@ -81,11 +81,13 @@ class Sandbox(Runner):
         Raises ``ExecutionError``, ``TimeoutError``, ``ResourceLimitError``, ...
         (API.md §6.6); ``ValueError("Sandbox is closed")`` after ``close()``.
         """
+        return self._execute(check_code(code), 0)
+
+    def _execute(self, code: str, token: int) -> ExecuteResult:
         from . import _eryx
 
-        code = check_code(code)
         with self._use() as h:
-            return make_result(call(_eryx.sandbox_execute, h, code))
+            return make_result(call(_eryx.sandbox_execute, h, code, token))
 
     def __repr__(self) -> str:
         config = self._config

@@ -97,18 +97,20 @@ class Session(Runner):
 
         ``execution_count`` is incremented before the run (failed runs count).
         """
+        return self._execute(check_code(code), 0)
+
+    def _execute(self, code: str, token: int) -> ExecuteResult:
         from . import _eryx
 
-        code = check_code(code)
         with self._operation() as h:
-            return make_result(call(_eryx.session_execute, h, code))
+            return make_result(call(_eryx.session_execute, h, code, token))
 
     async def execute_async(self, code: str) -> ExecuteResult:
         """``execute`` on a worker thread, without blocking the event loop.
 
-        If the awaiting task is cancelled, ``asyncio.CancelledError`` propagates at once but
-        the run continues in the background until it ends (the engine has no per-run
-        cancellation yet); later operations queue behind it.
+        Cancelling the awaiting task interrupts the run as a timeout would (the state is kept
+        if the code honours the interrupt) and ``asyncio.CancelledError`` propagates; later
+        operations queue until the run has stopped.
         """
         self._check_reentry()
         return await super().execute_async(code)
