@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
@@ -51,12 +52,13 @@ type instanceConfig struct {
 // imports use. Only one goroutine uses an instance at a time (the caller of run/request);
 // cancel may be called from any goroutine.
 type instance struct {
-	rt      *Runtime
-	mod     api.Module
-	mem     *linearMemory
-	ctx     context.Context // carries the instance to host functions
-	exports map[string]api.Function
-	budget  api.MutableGlobal
+	rt       *Runtime
+	mod      api.Module
+	mem      *linearMemory
+	ctx      context.Context // carries the instance to host functions
+	exports  map[string]api.Function
+	budget   api.MutableGlobal // the instrumentation's countdown (i32)
+	budgetMu sync.Mutex
 
 	stdout, stderr outputSink
 
@@ -131,9 +133,9 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 				return nil, errMemoryTooSmall
 			}
 		}
-		// TODO(lead): skip once the data segments are stripped (the mapping already holds the
-		// image; instantiation rewrites the data segments over it).
-		m.Write(0, image)
+		if !pool.backing.preloaded() {
+			m.Write(0, image)
+		}
 		if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
 			inst.close()
 			return nil, err
@@ -219,10 +221,15 @@ func (inst *instance) request(header any, payload []byte, resp any) ([]byte, err
 	return append([]byte(nil), out...), nil
 }
 
-// setBudget makes the instrumentation call tick after n more loop iterations.
+// setBudget makes the instrumentation call tick after n more loop headers. The guest writes
+// the budget too (without a lock); the lock only orders the host's own writes, which come from
+// the guest goroutine (tick) and from a cancelling goroutine (setBudget(0)). A store of 0 lost
+// to a concurrent guest decrement only delays the interrupt to the next regular tick.
 func (inst *instance) setBudget(n int64) {
 	if inst.budget != nil {
-		inst.budget.Set(uint64(n))
+		inst.budgetMu.Lock()
+		inst.budget.Set(uint64(uint32(n)))
+		inst.budgetMu.Unlock()
 	}
 }
 

@@ -52,6 +52,9 @@ type Runtime struct {
 	wz       wazero.Runtime
 	compiled wazero.CompiledModule
 	stdlib   fs.FS
+	// data is the content of the module's data segments, stripped from the compiled module:
+	// only the interpreter that builds the image needs it (see instrument.StripData).
+	data []instrument.DataSegment
 	// image is the linear memory of an interpreter right after boot and prepare.
 	image []byte
 	// memory hands out linear memories that start as image (memory.go).
@@ -82,6 +85,10 @@ func OpenRuntime(dir string, opts RuntimeOptions) (*Runtime, error) {
 	wasm, _, err = instrument.Instrument(wasm)
 	if err != nil {
 		return nil, initError("cannot instrument guest runtime: %v", err)
+	}
+	wasm, rt.data, err = instrument.StripData(wasm)
+	if err != nil {
+		return nil, initError("cannot prepare guest runtime: %v", err)
 	}
 
 	cfg := wazero.NewRuntimeConfigCompiler()
@@ -166,6 +173,12 @@ func (rt *Runtime) buildImage(ctx context.Context) error {
 	fail := func(step string, err error) error {
 		return initError("failed to start guest interpreter: %s: %v%s", step, err, stderrSuffix(inst))
 	}
+	mem := inst.mod.Memory()
+	for _, seg := range rt.data {
+		if !mem.Write(seg.Offset, seg.Data) {
+			return fail("data segments", fmt.Errorf("segment at %d out of range", seg.Offset))
+		}
+	}
 	if _, err := inst.callExport(abi.ExportInitialize); err != nil {
 		return fail(abi.ExportInitialize, err)
 	}
@@ -188,7 +201,6 @@ func (rt *Runtime) buildImage(ctx context.Context) error {
 	if _, err := inst.request(map[string]any{"op": protocol.ReqPrepare, "imports": preparedImports}, nil, &resp); err != nil || !resp.OK {
 		return fail("prepare", errOrStatus(err, 1))
 	}
-	mem := inst.mod.Memory()
 	size := mem.Size()
 	img, ok := mem.Read(0, size)
 	if !ok {
