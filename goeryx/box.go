@@ -26,6 +26,7 @@ type box struct {
 	configured map[string]any // the configure request every new interpreter gets
 	volumes    []vfs.Volume
 	root       experimentalsys.FS
+	secrets    *secrets
 }
 
 func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
@@ -59,18 +60,18 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 			return nil, initError("max_memory_bytes=%d is below the %d bytes the guest interpreter needs to start", *m, need)
 		}
 	}
+	var err error
+	if b.secrets, err = newSecrets(cfg.Secrets); err != nil {
+		return nil, initError("cannot create secret placeholders: %v", err)
+	}
 	if err := b.openFilesystems(); err != nil {
 		return nil, err
-	}
-	env := map[string]string{}
-	for _, s := range cfg.Secrets {
-		env[s.Name] = s.Value // placeholders are substituted by the Python package (later issue)
 	}
 	b.configured = map[string]any{
 		"op":              protocol.ReqConfigure,
 		"result_variable": b.resultVar,
 		"callbacks":       cfg.Callbacks,
-		"env":             env,
+		"env":             b.secrets.env,
 	}
 	return b, nil
 }
@@ -96,10 +97,10 @@ func (b *box) limits(timeoutMS *int64) *runLimits {
 func (b *box) newInterpreter(ctx context.Context) (*instance, error) {
 	ic := &instanceConfig{memoryLimit: b.memLimit}
 	if b.cfg.StreamStdout {
-		ic.stdout = func(s string) { b.hooks.Output(Stdout, s) }
+		ic.stdout = func(s string) { b.hooks.Output(Stdout, b.secrets.scrub(s, b.cfg.Scrub.Stdout)) }
 	}
 	if b.cfg.StreamStderr {
-		ic.stderr = func(s string) { b.hooks.Output(Stderr, s) }
+		ic.stderr = func(s string) { b.hooks.Output(Stderr, b.secrets.scrub(s, b.cfg.Scrub.Stderr)) }
 	}
 	mounts, err := b.mounts()
 	if err != nil {
@@ -145,8 +146,8 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 	_, callErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
 	inst.endRun(r)
 	res := &Result{
-		Stdout:              inst.stdout.take(),
-		Stderr:              inst.stderr.take(),
+		Stdout:              b.secrets.scrub(inst.stdout.take(), b.cfg.Scrub.Stdout),
+		Stderr:              b.secrets.scrub(inst.stderr.take(), b.cfg.Scrub.Stderr),
 		CallbackInvocations: r.invocations,
 		PeakMemoryBytes:     inst.mem.peak.Load(),
 	}
@@ -182,8 +183,27 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 		}
 		return runOutcome{err: e}
 	}
-	res.ResultJSON, res.ResultError = resp.ResultJSON, resp.ResultError
+	res.ResultJSON = b.scrubResult(resp.ResultJSON)
+	res.ResultError = b.scrubResult(resp.ResultError)
 	return runOutcome{result: res}
+}
+
+func (b *box) scrubResult(s *string) *string {
+	if s == nil || !b.cfg.Scrub.Result {
+		return s
+	}
+	v := b.secrets.scrub(*s, true)
+	return &v
+}
+
+// fileOptions are the options of the guest's writable file systems: placeholders are scrubbed
+// from every write when scrub_files is on.
+func (b *box) fileOptions(readOnly bool) vfs.Options {
+	o := vfs.Options{ReadOnly: readOnly}
+	if b.cfg.Scrub.Files && b.secrets.scrubber != nil {
+		o.WriteFilter = b.secrets.scrubBytes
+	}
+	return o
 }
 
 func timeoutMessage(l *runLimits) string {

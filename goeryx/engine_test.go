@@ -2,6 +2,7 @@ package goeryx
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,5 +243,48 @@ func TestCloseCancelsRun(t *testing.T) {
 		require.Equal(t, "Sandbox was closed during execution", e.Message)
 	case <-time.After(3 * time.Second):
 		t.Fatal("Close did not stop the run")
+	}
+}
+
+func TestSecretsArePlaceholdersAndScrubbed(t *testing.T) {
+	rt := runtimeForTest(t)
+	cfg := &Config{Secrets: []Secret{{Name: "API_KEY", Value: "real-secret-value"}},
+		Scrub: Scrub{Stdout: true, Stderr: true, Files: true}}
+	sb, err := rt.NewSandbox(cfg, nil, nil)
+	require.NoError(t, err)
+	res, err := sb.Execute(context.Background(), "import os\nv = os.environ['API_KEY']\nprint(v)\nprint(v.startswith('ERYX_SECRET_PLACEHOLDER_'), len(v))\nresult = v")
+	require.NoError(t, err)
+	require.Equal(t, "[REDACTED]\nTrue 56", res.Stdout)
+	require.NotContains(t, *res.ResultJSON, "real-secret-value")
+	require.Contains(t, *res.ResultJSON, SecretPlaceholderPrefix, "scrub_result is off")
+	_, err = sb.Execute(context.Background(), "import os\nraise ValueError(os.environ['API_KEY'])")
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Contains(t, e.Message, "ValueError: [REDACTED]")
+
+	store := NewVFS(1 << 20)
+	sb, err = rt.NewSandbox(cfg, store, nil)
+	require.NoError(t, err)
+	_, err = sb.Execute(context.Background(), "import os\nopen('/data/k.txt', 'w').write('key=' + os.environ['API_KEY'])")
+	require.NoError(t, err)
+	data, err := store.ReadFile("k.txt")
+	require.NoError(t, err)
+	require.Equal(t, "key=[REDACTED]", string(data))
+}
+
+// Pooled memories are reset between interpreters: nothing a run writes may reach a later one.
+func TestSandboxStateNeverLeaksThroughPooledMemory(t *testing.T) {
+	rt := runtimeForTest(t)
+	sb, err := rt.NewSandbox(&Config{}, nil, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		_, err := sb.Execute(ctx, fmt.Sprintf(
+			"import json, sys, random\njson.leak = 'x' * %d\nsys.leak = list(range(%d))\nbig = bytearray(%d)\n",
+			1000*(i+1), 5000*(i%7+1), (i%5)*(8<<20)))
+		require.NoError(t, err)
+		res, err := sb.Execute(ctx, "import json, sys\nprint(hasattr(json, 'leak'), hasattr(sys, 'leak'), 'big' in globals())")
+		require.NoError(t, err)
+		require.Equal(t, "False False False", res.Stdout, "run %d", i)
 	}
 }

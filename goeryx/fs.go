@@ -68,7 +68,7 @@ func (b *box) mounts() ([]mount, error) {
 	if store == nil {
 		store = b.newPrivateStore()
 	}
-	ms := []mount{{fs: b.root, guestPath: "/"}, {fs: store.store.FS(vfs.Options{}), guestPath: b.mountPath}}
+	ms := []mount{{fs: b.root, guestPath: "/"}, {fs: store.store.FS(b.fileOptions(false)), guestPath: b.mountPath}}
 	for i, vol := range b.volumes {
 		if err := vol.Check(); err != nil {
 			return nil, initError("volume host path does not exist: %s", b.cfg.Volumes[i].HostPath)
@@ -93,7 +93,7 @@ func (b *box) openFilesystems() error {
 	dirs := []string{abi.GuestStdlibDir, b.mountPath}
 	var files []string
 	for _, v := range b.cfg.Volumes {
-		vol, err := vfs.OpenVolume(v.HostPath, vfs.Options{ReadOnly: v.ReadOnly})
+		vol, err := vfs.OpenVolume(v.HostPath, b.fileOptions(v.ReadOnly))
 		if err != nil {
 			b.closeFilesystems()
 			return initError("volume host path does not exist: %s", v.HostPath)

@@ -1,19 +1,31 @@
 package goeryx
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// memfdBacking maps the image copy-on-write from a memfd: a fresh mapping costs no copy, and
-// madvise(MADV_DONTNEED) on a used one drops the guest's private pages, so its content reverts
-// to the image (file-backed part) and to zero (anonymous part).
+// memfdBacking maps the image copy-on-write from a memfd: a fresh mapping costs no copy.
+//
+// Resetting a used mapping must undo exactly what the guest wrote. /proc/self/pagemap tells
+// which pages of the image part are still the memfd's (never written) and which became
+// private copies: those are copied back from the image (they stay mapped, so the next run
+// takes no page fault on them), or dropped with MADV_DONTNEED when there are many. The part
+// beyond the image is dropped (it reads as zero again).
 type memfdBacking struct {
-	fd      int
-	imgSize uint64 // image length rounded up to the OS page size
+	fd       int
+	imgSize  uint64 // image length rounded up to the OS page size
+	image    []byte
+	pagemap  *os.File // nil if unreadable: then every reset drops the whole range
+	pageSize uint64
 }
+
+// Pages of the image that a reset copies back at most; beyond that it drops them.
+const maxCopyBackPages = 1024
 
 func newImageBacking(image []byte) (imageBacking, error) {
 	if len(image) == 0 {
@@ -37,7 +49,11 @@ func newImageBacking(image []byte) (imageBacking, error) {
 		}
 		off += n
 	}
-	return &memfdBacking{fd: fd, imgSize: size}, nil
+	b := &memfdBacking{fd: fd, imgSize: size, image: image, pageSize: pg}
+	if f, err := os.Open("/proc/self/pagemap"); err == nil {
+		b.pagemap = f
+	}
+	return b, nil
 }
 
 func (b *memfdBacking) preloaded() bool { return b.fd >= 0 }
@@ -62,12 +78,67 @@ func (b *memfdBacking) reset(buf []byte, used uint64) error {
 	if used == 0 {
 		return nil
 	}
-	pg := uint64(unix.Getpagesize())
+	pg := b.pageSize
+	if pg == 0 {
+		pg = uint64(unix.Getpagesize())
+	}
 	used = (used + pg - 1) / pg * pg
 	if used > uint64(len(buf)) {
 		used = uint64(len(buf))
 	}
-	return unix.Madvise(buf[:used], unix.MADV_DONTNEED)
+	img := min(b.imgSize, used)
+	if b.fd < 0 || b.pagemap == nil || img == 0 {
+		return unix.Madvise(buf[:used], unix.MADV_DONTNEED)
+	}
+	if used > img {
+		if err := unix.Madvise(buf[img:used], unix.MADV_DONTNEED); err != nil {
+			return err
+		}
+	}
+	dirty, err := b.privatePages(buf[:img])
+	if err != nil {
+		return unix.Madvise(buf[:img], unix.MADV_DONTNEED)
+	}
+	if len(dirty) > maxCopyBackPages {
+		for _, p := range dirty {
+			if err := unix.Madvise(buf[p*pg:(p+1)*pg], unix.MADV_DONTNEED); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, p := range dirty {
+		start, end := p*pg, (p+1)*pg
+		n := copy(buf[start:end], b.image[min(start, uint64(len(b.image))):min(end, uint64(len(b.image)))])
+		clear(buf[start+uint64(n) : end])
+	}
+	return nil
+}
+
+// Bits of a /proc/self/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
+const (
+	pagemapPresent = 1 << 63
+	pagemapFile    = 1 << 61 // file-backed or shared: for our private file mapping, never written
+)
+
+// privatePages returns the indices of the pages of mem that the guest has written (present,
+// not file-backed). Pages swapped out would also be private; treat them like present ones.
+func (b *memfdBacking) privatePages(mem []byte) ([]uint64, error) {
+	pg := b.pageSize
+	n := uint64(len(mem)) / pg
+	entries := make([]byte, n*8)
+	off := int64(uintptr(unsafe.Pointer(&mem[0])) / uintptr(pg) * 8)
+	if _, err := b.pagemap.ReadAt(entries, off); err != nil {
+		return nil, err
+	}
+	var dirty []uint64
+	for i := uint64(0); i < n; i++ {
+		e := binary.LittleEndian.Uint64(entries[i*8:])
+		if e&(pagemapPresent|1<<62) != 0 && e&pagemapFile == 0 {
+			dirty = append(dirty, i)
+		}
+	}
+	return dirty, nil
 }
 
 func (b *memfdBacking) unmap(buf []byte) { _ = unix.Munmap(buf) }

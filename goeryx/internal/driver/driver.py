@@ -31,9 +31,18 @@ ExecutionInterrupted.__module__ = "builtins"
 _host.set_interrupt(ExecutionInterrupted)  # noqa: F821 (injected by eryx_boot)
 
 
+_header_memo = {}  # small constant headers (e.g. the run request's) parsed once
+
+
 def _decode(frame):
     (n,) = _LEN.unpack_from(frame, 0)
-    return json.loads(frame[4 : 4 + n]), frame[4 + n :]
+    raw = frame[4 : 4 + n]
+    header = _header_memo.get(raw)
+    if header is None:
+        header = json.loads(raw)
+        if n <= 32 and len(_header_memo) < 16:
+            _header_memo[raw] = header
+    return dict(header), frame[4 + n :]
 
 
 def _encode(header, payload=b""):
@@ -133,6 +142,21 @@ def _drain_interrupt():
 # Running code
 
 
+_compiled = {}  # source -> code object, for code a session runs again and again
+_COMPILED_MAX = 64
+
+
+def _compile(code):
+    co = _compiled.get(code)
+    if co is None:
+        co = compile(code, _USER_FILE, "exec", _PyCF_ALLOW_TOP_LEVEL_AWAIT, True)
+        if len(code) <= 4096:
+            if len(_compiled) >= _COMPILED_MAX:
+                _compiled.clear()
+            _compiled[code] = co
+    return co
+
+
 def _run(header, payload):
     _drain_interrupt()
     code = payload.decode("utf-8")
@@ -143,7 +167,7 @@ def _run(header, payload):
     exc_type = None
     try:
         try:
-            co = compile(code, _USER_FILE, "exec", _PyCF_ALLOW_TOP_LEVEL_AWAIT, True)
+            co = _compile(code)
             if co.co_flags & _CO_COROUTINE:
                 _run_coroutine(eval(co, _ns))
             else:
@@ -170,10 +194,9 @@ def _run(header, payload):
 
 
 def _capture_result():
-    try:
-        value = _ns[_result_variable]
-    except KeyError:
+    if _result_variable not in _ns:
         return {}
+    value = _ns[_result_variable]
     try:
         text = json.dumps(value, allow_nan=False)
     except BaseException as e:
@@ -562,9 +585,15 @@ def _prepare(header, payload):
     import asyncio  # noqa: F401
     import traceback  # noqa: F401
 
+    import gc
+
     _install_event_loop()
     for name in header.get("imports") or ():
         __import__(name)
+    # Everything alive now is part of the image: keep it out of garbage collections, which
+    # would otherwise walk (and write to, dirtying copy-on-write pages) the whole image.
+    gc.collect()
+    gc.freeze()
     return {"ok": True}
 
 
