@@ -17,8 +17,10 @@ const (
 	// CPython (≈20 M loop headers/s), so deadlines are noticed promptly and a stop-the-world
 	// never waits long for a busy guest (measured in goeryx/internal/instrument).
 	tickBudget = 1 << 16
-	// hardStopGrace is how long the guest may keep running after the cooperative interrupt.
-	hardStopGrace = time.Second
+	// hardStopGrace is how long the guest may keep running after the cooperative interrupt
+	// ("about 1 s", API.md §2.1): short enough that a C-level loop, which never reaches a
+	// bytecode boundary, is stopped within a second of the deadline.
+	hardStopGrace = 900 * time.Millisecond
 )
 
 // Sentinel panics of host functions: wazero turns a panic in a host function into the error
