@@ -75,8 +75,9 @@ type memoryPool struct {
 	image   []byte
 	backing imageBacking
 
-	mu   sync.Mutex
-	idle map[uint64][]*linearMemory // by reservation size
+	mu     sync.Mutex
+	idle   map[uint64][]*linearMemory // by reservation size
+	closed bool                       // memories released after close are unmapped
 }
 
 // imageBacking is the platform's way of presenting the image in a fresh mapping.
@@ -88,6 +89,8 @@ type imageBacking interface {
 	unmap(buf []byte)
 	// preloaded says whether mapMemory's buffers already hold the image.
 	preloaded() bool
+	// close releases what the backing holds (mappings made from it stay valid).
+	close()
 }
 
 func newMemoryPool(image []byte) (*memoryPool, error) {
@@ -132,7 +135,7 @@ func (p *memoryPool) put(m *linearMemory) {
 		m.peak.Store(0)
 		m.refused.Store(false)
 		p.mu.Lock()
-		if len(p.idle[m.limit]) < maxIdleMemories {
+		if !p.closed && len(p.idle[m.limit]) < maxIdleMemories {
 			p.idle[m.limit] = append(p.idle[m.limit], m)
 			p.mu.Unlock()
 			return
@@ -143,15 +146,21 @@ func (p *memoryPool) put(m *linearMemory) {
 	m.reserved = nil
 }
 
-// close unmaps the idle memories.
+// close unmaps the idle memories and releases the image; memories in use are unmapped when
+// their instances close.
 func (p *memoryPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
 	for _, list := range p.idle {
 		for _, m := range list {
 			p.backing.unmap(m.reserved)
 			m.reserved = nil
 		}
 	}
-	p.idle = map[uint64][]*linearMemory{}
+	p.idle = nil
+	p.backing.close()
 }

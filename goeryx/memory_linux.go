@@ -142,3 +142,14 @@ func (b *memfdBacking) privatePages(mem []byte) ([]uint64, error) {
 }
 
 func (b *memfdBacking) unmap(buf []byte) { _ = unix.Munmap(buf) }
+
+func (b *memfdBacking) close() {
+	if b.fd >= 0 {
+		_ = unix.Close(b.fd)
+		b.fd = -1
+	}
+	if b.pagemap != nil {
+		_ = b.pagemap.Close()
+		b.pagemap = nil
+	}
+}
