@@ -48,6 +48,13 @@ build_runtime() {
     cp "$RUNTIME_DIR"/manifest.json "$RUNTIME_DIR"/python.wasm "$RUNTIME_DIR"/stdlib.zip python/eryx/_runtime/
 }
 
+# The patched wazero (third_party/wazero/PATCH.md) for every Go build below.
+use_patched_wazero() {
+    local setting
+    setting=$(bash third_party/wazero/apply.sh | tail -n 1)
+    export "${setting?}"
+}
+
 build_wheel() {
     log "wheel"
     rm -rf dist build/wheel-src
@@ -76,7 +83,7 @@ run_tests() {
 }
 
 case "${1:-build}" in
-    build) check_tools; setup_venv; build_runtime; build_wheel; smoke ;;
-    test) check_tools; setup_venv; run_tests ;;
+    build) check_tools; setup_venv; build_runtime; use_patched_wazero; build_wheel; smoke ;;
+    test) check_tools; setup_venv; use_patched_wazero; run_tests ;;
     *) die "usage: ./build.sh [build|test]" ;;
 esac

@@ -16,6 +16,8 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"runtime/cgo"
 	"sync"
 	"sync/atomic"
@@ -61,7 +63,11 @@ func goOpenRuntime(dir *C.char, dirLen C.Py_ssize_t, cache *C.char, cacheLen C.P
 	theRuntime.Lock()
 	defer theRuntime.Unlock()
 	if theRuntime.handle == 0 {
-		rt, err := goeryx.OpenRuntime(goString(dir, dirLen), goeryx.RuntimeOptions{CacheDir: goString(cache, cacheLen)})
+		rt, err := goeryx.OpenRuntime(goString(dir, dirLen), goeryx.RuntimeOptions{
+			CacheDir: goString(cache, cacheLen),
+			// A slow first compile ("once per machine") is worth telling the user about.
+			Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		})
 		if err != nil {
 			return done(raise(err))
 		}
