@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from ._validate import type_name
 
@@ -27,8 +25,7 @@ _SIMPLE_TYPES: dict[object, str] = {
 }
 
 
-@dataclass(frozen=True)
-class CallbackDef:
+class CallbackDef(NamedTuple):
     """One validated callback: what the engine is told plus the host function."""
 
     name: str
@@ -51,6 +48,8 @@ class CallbackDef:
 
 
 def _annotation_schema(annotation: object, globalns: dict[str, Any]) -> dict[str, Any]:
+    import inspect  # slow to import: only when a schema is inferred
+
     if annotation is inspect.Parameter.empty:
         return {}
     if isinstance(annotation, str):
@@ -72,6 +71,8 @@ def infer_schema(fn: Callable[..., Any]) -> dict[str, Any] | None:
     """``{"type": "object", "properties": ..., "required": ...}`` from ``fn``'s signature, or
     ``None`` if the signature cannot be inspected."""
     try:
+        import inspect
+
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return None

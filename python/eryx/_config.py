@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._callbacks import CallbackDef, resolve_callbacks
@@ -105,21 +104,37 @@ def check_volumes(volumes: object, vfs_mount_path: str) -> list[dict[str, Any]]:
     return result
 
 
-@dataclass
 class EngineConfig:
     """Validated arguments of a Sandbox or Session."""
 
-    limits: ResourceLimits
-    network: NetConfig | None
-    callbacks: list[CallbackDef]
-    volumes: list[dict[str, Any]]
-    vfs: VfsStorage | None
-    vfs_mount_path: str | None
-    on_stdout: Any
-    on_stderr: Any
-    result_variable: str | None
-    secrets: list[dict[str, Any]] = field(default_factory=list)
-    scrub: dict[str, bool] = field(default_factory=dict)
+    __slots__ = ("limits", "network", "callbacks", "volumes", "vfs", "vfs_mount_path",
+                 "on_stdout", "on_stderr", "result_variable", "secrets", "scrub")
+
+    def __init__(
+        self,
+        limits: ResourceLimits,
+        network: NetConfig | None,
+        callbacks: list[CallbackDef],
+        volumes: list[dict[str, Any]],
+        vfs: VfsStorage | None,
+        vfs_mount_path: str | None,
+        on_stdout: Any,
+        on_stderr: Any,
+        result_variable: str | None,
+        secrets: list[dict[str, Any]] | None = None,
+        scrub: dict[str, bool] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.network = network
+        self.callbacks = callbacks
+        self.volumes = volumes
+        self.vfs = vfs
+        self.vfs_mount_path = vfs_mount_path
+        self.on_stdout = on_stdout
+        self.on_stderr = on_stderr
+        self.result_variable = result_variable
+        self.secrets = secrets if secrets is not None else []
+        self.scrub = scrub if scrub is not None else {}
 
     @classmethod
     def validate(

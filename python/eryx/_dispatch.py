@@ -8,12 +8,9 @@ from ever being collected.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
-import inspect
 import itertools
 import json
-import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -23,12 +20,17 @@ from ._callbacks import CallbackDef
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
+    import logging
 
 # asyncio is imported on first use of an async callback: it is slow to import.
 
 __all__ = ["Hooks", "encode_result", "describe_exception"]
 
-logger = logging.getLogger("eryx.callbacks")
+def _logger() -> logging.Logger:
+    import logging  # slow to import: only when a callback raised
+
+    return logging.getLogger("eryx.callbacks")
 
 # Keys of the Hooks whose callback or output handler is running in the current context. A
 # ContextVar (not a thread-local) so that it follows an async callback into its task and into
@@ -217,10 +219,12 @@ class Hooks:
             return ("raised", "TypeError: callback arguments must be a JSON object")
         try:
             value = callback.fn(**kwargs)
-            if inspect.isawaitable(value):
-                coro = value if inspect.iscoroutine(value) else _await(value)
+            if isinstance(value, Awaitable):
+                coro = value if isinstance(value, Coroutine) else _await(value)
                 future = self._loop.submit(coro)
                 timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+                import concurrent.futures
+
                 done, _ = concurrent.futures.wait([future], timeout=timeout)
                 if not done:
                     future.cancel()
@@ -229,6 +233,6 @@ class Hooks:
                     return ("raised", "CancelledError: the callback was cancelled")
                 value = future.result()
         except BaseException as exc:
-            logger.debug("callback %r raised", callback.name, exc_info=True)
+            _logger().debug("callback %r raised", callback.name, exc_info=True)
             return ("raised", describe_exception(exc))
         return encode_result(value)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import ClassVar, NoReturn, Self
+from typing import TYPE_CHECKING, ClassVar, NoReturn, Self
 
 from ._config import EngineConfig
 from ._dispatch import Hooks
@@ -15,6 +14,9 @@ from ._handle import Handle
 from ._result import ExecuteResult
 from ._runtime import call, runtime
 from ._validate import check_code
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = ["Runner"]
 
@@ -122,6 +124,8 @@ class Runner:
             if self.closed:
                 raise ValueError(f"{self._kind} is closed")
             if self._executor is None:
+                import concurrent.futures  # slow to import: only for execute_async
+
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     max_workers=self._max_async_workers,
                     thread_name_prefix=f"eryx-{self._kind.lower()}",
