@@ -802,3 +802,20 @@ def test_dunder_stdout_and_stderr_are_captured(sandbox):
                         "sys.__stderr__.write('dunder err\\n')")
     assert r.stdout == "dunder out"
     assert r.stderr == "dunder err"
+
+
+def test_networking_is_off_without_a_netconfig(sandbox):
+    # Until networking lands every connection fails with the contract's message (API.md §3.4).
+    r = sandbox.execute(
+        "import errno, socket\n"
+        "for attempt in (lambda: socket.create_connection(('127.0.0.1', 80)),\n"
+        "                lambda: socket.socket().connect(('93.184.216.34', 443))):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "    except PermissionError as e:\n"
+        "        print(e.errno == errno.EACCES, e.strerror)\n"
+    )
+    assert r.stdout == (
+        "True not permitted: networking is not enabled for this sandbox\n"
+        "True not permitted: networking is not enabled for this sandbox"
+    )
