@@ -3,6 +3,7 @@ package goeryx
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -12,8 +13,12 @@ const wasmPageSize = 64 << 10
 // maxWasm32Memory is the largest linear memory wasm32 can address.
 const maxWasm32Memory = 4 << 30
 
-// maxIdleMemories bounds the idle buffers a pool keeps per reservation size.
-const maxIdleMemories = 8
+// maxIdleMemories bounds the idle buffers a pool keeps per reservation size, and
+// idleRelease is how long an idle buffer is kept before it is unmapped.
+const (
+	maxIdleMemories = 8
+	idleRelease     = 30 * time.Second
+)
 
 // linearMemory backs one instance's linear memory with a mapping reserved up to the
 // instance's cap, so growth never copies and the cap is enforced exactly: a Reallocate beyond
@@ -31,7 +36,8 @@ type linearMemory struct {
 	peak     atomic.Uint64
 	high     uint64 // the largest size ever handed out: what a reset must clean
 	refused  atomic.Bool
-	freed    bool // returned to the pool (until get hands it out again)
+	freed    bool      // returned to the pool (until get hands it out again)
+	idle     time.Time // when it was returned to the pool
 }
 
 // Allocate implements experimental.MemoryAllocator: each linearMemory serves one instance.
@@ -75,9 +81,10 @@ type memoryPool struct {
 	image   []byte
 	backing imageBacking
 
-	mu     sync.Mutex
-	idle   map[uint64][]*linearMemory // by reservation size
-	closed bool                       // memories released after close are unmapped
+	mu       sync.Mutex
+	idle     map[uint64][]*linearMemory // by reservation size, oldest first
+	closed   bool                       // memories released after close are unmapped
+	sweeping bool                       // a sweep is scheduled
 }
 
 // imageBacking is the platform's way of presenting the image in a fresh mapping.
@@ -136,7 +143,12 @@ func (p *memoryPool) put(m *linearMemory) {
 		m.refused.Store(false)
 		p.mu.Lock()
 		if !p.closed && len(p.idle[m.limit]) < maxIdleMemories {
+			m.idle = time.Now()
 			p.idle[m.limit] = append(p.idle[m.limit], m)
+			if !p.sweeping {
+				p.sweeping = true
+				time.AfterFunc(idleRelease, p.sweep)
+			}
 			p.mu.Unlock()
 			return
 		}
@@ -144,6 +156,36 @@ func (p *memoryPool) put(m *linearMemory) {
 	}
 	p.backing.unmap(m.reserved)
 	m.reserved = nil
+}
+
+// sweep unmaps the memories idle for idleRelease, so a process that stops making
+// interpreters gives their memory back.
+func (p *memoryPool) sweep() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sweeping = false
+	if p.closed {
+		return
+	}
+	cutoff := time.Now().Add(-idleRelease)
+	remaining := false
+	for r, list := range p.idle {
+		keep := list[:0]
+		for _, m := range list {
+			if m.idle.Before(cutoff) {
+				p.backing.unmap(m.reserved)
+				m.reserved = nil
+			} else {
+				keep = append(keep, m)
+			}
+		}
+		p.idle[r] = keep
+		remaining = remaining || len(keep) > 0
+	}
+	if remaining {
+		p.sweeping = true
+		time.AfterFunc(idleRelease, p.sweep)
+	}
 }
 
 // close unmaps the idle memories and releases the image; memories in use are unmapped when
