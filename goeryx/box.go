@@ -60,6 +60,15 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 			return nil, initError("max_memory_bytes=%d is below the %d bytes the guest interpreter needs to start", *m, need)
 		}
 	}
+	if f := cfg.Limits.MaxFuel; f != nil {
+		if *f <= 0 {
+			return nil, &Error{Kind: KindValue, Message: fmt.Sprintf("max_fuel must be positive, got %d", *f)}
+		}
+		// The fuel module is compiled the first time a sandbox or session needs it.
+		if _, err := rt.fuelCompiled(); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if b.secrets, err = newSecrets(cfg.Secrets); err != nil {
 		return nil, initError("cannot create secret placeholders: %v", err)
@@ -76,10 +85,10 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	return b, nil
 }
 
-// limits are the limits of one run; timeoutMS overrides the configured execution timeout
-// when set (Session.SetExecutionTimeoutMS).
-func (b *box) limits(timeoutMS *int64) *runLimits {
-	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks}
+// limits are the limits of one run: timeoutMS and maxFuel are the Sandbox's configured ones or
+// a Session's current ones (Session.SetExecutionTimeoutMS, SetMaxFuel).
+func (b *box) limits(timeoutMS, maxFuel *int64) *runLimits {
+	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel}
 	if timeoutMS != nil && *timeoutMS > 0 {
 		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}
@@ -93,9 +102,9 @@ func (b *box) limits(timeoutMS *int64) *runLimits {
 	return l
 }
 
-// newInterpreter starts an interpreter from the runtime's image and configures it.
-func (b *box) newInterpreter(ctx context.Context) (*instance, error) {
-	ic := &instanceConfig{memoryLimit: b.memLimit}
+// instanceConfig is the configuration of the box's interpreters; fuel selects the fuel module.
+func (b *box) instanceConfig(fuel bool) (*instanceConfig, error) {
+	ic := &instanceConfig{memoryLimit: b.memLimit, fuel: fuel}
 	if b.cfg.StreamStdout {
 		ic.stdout = func(s string) { b.hooks.Output(Stdout, b.secrets.scrub(s, b.cfg.Scrub.Stdout)) }
 	}
@@ -107,6 +116,21 @@ func (b *box) newInterpreter(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	ic.mounts = mounts
+	return ic, nil
+}
+
+// newInterpreter starts an interpreter from the runtime's image and configures it; fuel
+// selects the fuel module.
+func (b *box) newInterpreter(ctx context.Context, fuel bool) (*instance, error) {
+	if fuel {
+		if _, err := b.rt.fuelCompiled(); err != nil {
+			return nil, err
+		}
+	}
+	ic, err := b.instanceConfig(fuel)
+	if err != nil {
+		return nil, err
+	}
 	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
@@ -138,18 +162,37 @@ type runResponse struct {
 	DriverError string  `json:"driver_error"`
 }
 
-// execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6).
-func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutMS *int64, who string, start time.Time) runOutcome {
-	l := b.limits(timeoutMS)
+// execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6). maxFuel
+// (metered when set) requires inst to run the fuel module.
+func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
+	l := b.limits(timeoutMS, maxFuel)
 	r := inst.beginRun(ctx, l)
 	var resp runResponse
-	_, callErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
+	req := map[string]any{"op": protocol.ReqRun}
+	if r.fuelMetered {
+		req["meter"] = true // the driver sends OpFuelStart right before the user's code runs
+	}
+	_, callErr := inst.request(req, []byte(code), &resp)
+	var fuel *uint64
+	if r.metering && !r.outOfFuel {
+		// The guest checks its budget at every function exit, so it cannot have overdrawn it
+		// unnoticed; the check is only a safeguard.
+		if used := inst.fuelConsumed(r); used <= r.maxFuel {
+			u := uint64(used)
+			fuel = &u
+		} else {
+			r.outOfFuel = true
+		}
+	} else if r.fuelMetered && !r.outOfFuel {
+		fuel = new(uint64) // the user's code never ran (it did not compile): nothing charged
+	}
 	inst.endRun(r)
 	res := &Result{
 		Stdout:              b.secrets.scrub(inst.stdout.take(), b.cfg.Scrub.Stdout),
 		Stderr:              b.secrets.scrub(inst.stderr.take(), b.cfg.Scrub.Stderr),
 		CallbackInvocations: r.invocations,
 		PeakMemoryBytes:     inst.mem.peak.Load(),
+		FuelConsumed:        fuel,
 	}
 	res.Duration = time.Since(start)
 	if res.Duration <= 0 {
@@ -163,6 +206,10 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 		return runOutcome{err: &Error{Kind: KindCancelled, Message: who + " was closed during execution"}, lost: true}
 	case stopped:
 		return runOutcome{err: &Error{Kind: KindCancelled, Message: "execution was cancelled", StateLost: callErr != nil}, lost: callErr != nil}
+	case r.outOfFuel:
+		// The guest was stopped hard, possibly outside the run request (in eryx_free): its
+		// interpreter cannot be trusted any more. A Session marks the error state_lost.
+		return runOutcome{err: outOfFuelError(r.maxFuel), lost: true}
 	case callErr != nil && timedOut:
 		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l), StateLost: true}, lost: true}
 	case callErr != nil && memRefused:

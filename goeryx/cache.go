@@ -25,6 +25,7 @@ import (
 // (moduleCacheKey, imageCacheKey in runtime.go).
 //
 //	<CacheDir>/startup/module-<key>.bin   the instrumented guest module (the input of the compiler)
+//	<CacheDir>/startup/fuelmodule-<key>.bin  the fuel-instrumented module (fuel.go), once used
 //	<CacheDir>/startup/data-<key>.bin     its data segments (read only to build an image)
 //	<CacheDir>/startup/image-<key>.bin    the memory image of a booted interpreter
 //	<CacheDir>/startup/stamp-<key>.bin    "stdlib.zip at this path, with this inode, size, mtime
@@ -63,13 +64,17 @@ const (
 	kindImage  cacheKind = 2
 	kindStamp  cacheKind = 3
 	kindData   cacheKind = 4
+	// kindFuelModule is the fuel-instrumented module (fuel.go), built on first use.
+	kindFuelModule cacheKind = 5
 )
 
-var cacheKindNames = map[cacheKind]string{kindModule: "module", kindImage: "image", kindStamp: "stamp", kindData: "data"}
+var cacheKindNames = map[cacheKind]string{kindModule: "module", kindImage: "image", kindStamp: "stamp", kindData: "data",
+	kindFuelModule: "fuelmodule"}
 
 // cacheMaxPayload bounds what load accepts (and allocates): wasm32 memory is at most 4 GiB.
 var cacheMaxPayload = map[cacheKind]int64{
 	kindModule: 1 << 30, kindImage: maxWasm32Memory, kindStamp: 4096, kindData: maxWasm32Memory,
+	kindFuelModule: 1 << 30,
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -169,7 +174,7 @@ func checkPayload(kind cacheKind, payload []byte) error {
 		if len(payload) == 0 || len(payload)%wasmPageSize != 0 {
 			return fmt.Errorf("an image of %d bytes is not whole wasm pages", len(payload))
 		}
-	case kindModule:
+	case kindModule, kindFuelModule:
 		if !bytes.HasPrefix(payload, []byte("\x00asm")) {
 			return errors.New("not a wasm module")
 		}

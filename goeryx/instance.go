@@ -46,6 +46,7 @@ type instanceConfig struct {
 	mounts      []mount
 	stdout      func(string) // streaming hooks; nil = capture only
 	stderr      func(string)
+	fuel        bool // instantiate the fuel module (fuel.go; compiled on first use)
 }
 
 // instance is one guest interpreter: a wazero module instance plus the host-side state its
@@ -59,6 +60,8 @@ type instance struct {
 	exports  map[string]api.Function
 	budget   api.MutableGlobal // the instrumentation's countdown (i32)
 	budgetMu sync.Mutex
+	// fuel: the instance runs the fuel module, whose budget counts instructions (fuel.go).
+	fuel bool
 
 	stdout, stderr outputSink
 
@@ -93,11 +96,18 @@ func instanceFrom(ctx context.Context) *instance {
 // image, the instance starts as the booted interpreter it was taken from and needs no
 // initialisation calls.
 func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *memoryPool) (*instance, error) {
+	compiled := rt.compiled
+	if ic.fuel {
+		var err error
+		if compiled, err = rt.fuelCompiled(); err != nil {
+			return nil, err
+		}
+	}
 	mem, err := pool.get(ic.memoryLimit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reserve guest memory: %v", err)
 	}
-	inst := &instance{rt: rt, mem: mem, exports: map[string]api.Function{}}
+	inst := &instance{rt: rt, mem: mem, exports: map[string]api.Function{}, fuel: ic.fuel}
 	inst.stdout.emit = ic.stdout
 	inst.stderr.emit = ic.stderr
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
@@ -116,7 +126,7 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 		WithNanosleep(inst.nanosleep).
 		WithRandSource(crand.Reader).
 		WithFSConfig(fsc)
-	mod, err := rt.wz.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, mem), rt.compiled, mc)
+	mod, err := rt.wz.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, mem), compiled, mc)
 	if err != nil {
 		inst.close()
 		return nil, err
@@ -221,7 +231,8 @@ func (inst *instance) request(header any, payload []byte, resp any) ([]byte, err
 	return append([]byte(nil), out...), nil
 }
 
-// setBudget makes the instrumentation call tick after n more loop headers. The guest writes
+// setBudget makes the instrumentation call tick after n more loop headers (on the fuel module:
+// once n more units of fuel are used, at a loop header or function exit). The guest writes
 // the budget too (without a lock); the lock only orders the host's own writes, which come from
 // the guest goroutine (tick) and from a cancelling goroutine (setBudget(0)). A store of 0 lost
 // to a concurrent guest decrement only delays the interrupt to the next regular tick.

@@ -38,6 +38,7 @@ type runLimits struct {
 	callbackIndex     map[string]int
 	callbackTimeoutMS int64
 	hooks             Hooks
+	maxFuel           *int64 // nil: not metered
 }
 
 // runState is the host side of one run in progress.
@@ -58,6 +59,16 @@ type runState struct {
 	wake          chan struct{} // closed on cancel or stop request, to end sleeps and waits
 	wakeOnce      sync.Once
 	stopCtx       func() bool // unregisters the context watcher
+
+	// Fuel (fuel.go), used on the guest goroutine only. fuelMetered: the run meters fuel, at
+	// most maxFuel, from the driver's OpFuelStart (metering) to its end. fuelGiven is the fuel
+	// handed to the guest since OpFuelStart. outOfFuel is set when the guest was stopped for
+	// overdrawing it.
+	fuelMetered bool
+	metering    bool
+	maxFuel     int64
+	fuelGiven   int64
+	outOfFuel   bool
 
 	invocations int64
 	nextID      int64
@@ -120,7 +131,7 @@ func (r *runState) end() {
 func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
 	inst.mem.resetPeak()
-	inst.setBudget(tickBudget)
+	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
 	if inst.cancelled.Load() {
 		r.cancel()
@@ -128,7 +139,7 @@ func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() {
 			r.requestStop()
-			inst.setBudget(0) // tick at the next loop header
+			inst.forceTick() // tick at the next loop header
 		})
 	}
 	return r
@@ -174,8 +185,11 @@ func (inst *instance) interrupt() {
 	if _, err := inst.callExport("eryx_interrupt"); err != nil {
 		panic(err)
 	}
-	// Make the next loop header tick again soon, to notice a guest that suppresses it.
-	inst.setBudget(tickBudget)
+	// Make the next loop header tick again soon, to notice a guest that suppresses it (a fuel
+	// module ticks within a chunk anyway).
+	if !inst.fuel {
+		inst.setBudget(tickBudget)
+	}
 }
 
 // nextWake is when a blocking host call must return to poll: the deadline, then the end of
@@ -217,7 +231,11 @@ func (inst *instance) nanosleep(ns int64) {
 // tick is the instrumentation's periodic host call. Yielding hands the P to other goroutines
 // (timers, other guests) now rather than when the scheduler's monitor next notices.
 func (inst *instance) tick() {
-	inst.setBudget(tickBudget)
+	if inst.fuel {
+		inst.fuelTick()
+	} else {
+		inst.setBudget(tickBudget)
+	}
 	inst.poll()
 	runtime.Gosched()
 }

@@ -37,6 +37,13 @@ type RuntimeOptions struct {
 	// Logf, if set, receives progress messages worth showing a user (slow first compile,
 	// damaged cache files). It may be called from another goroutine while OpenRuntime runs.
 	Logf func(format string, args ...any)
+
+	// noInstrument is a benchmark-only knob, settable only from inside this package: the
+	// guest is compiled without the loop-header instrumentation, so busy guest code never
+	// calls tick (no timeout or cancellation while it computes). It exists to measure what
+	// the instrumentation costs (timeout_overhead_test.go). Its startup-cache files have keys
+	// of their own, so they never mix with the instrumented ones.
+	noInstrument bool
 }
 
 // Manifest is the runtime artifact's manifest.json (docs/ABI.md).
@@ -65,6 +72,15 @@ type Runtime struct {
 	image []byte
 	// memory hands out linear memories that start as image (memory.go).
 	memory *memoryPool
+	// noInstrument: RuntimeOptions.noInstrument.
+	noInstrument bool
+
+	// dir, cacheDir and logf are OpenRuntime's arguments, kept to build the fuel module on
+	// first use (fuel.go).
+	dir      string
+	cacheDir string
+	logf     func(format string, args ...any)
+	fuel     fuelModule
 
 	mu     sync.Mutex
 	closed bool
@@ -79,7 +95,9 @@ var preparedImports = []string{"json", "re", "random", "dill", "linecache", "tra
 //     internal/instrument and the ABI it implements);
 //   - the image: the instrumented module, stdlib.zip (by the manifest's hash; the image holds
 //     imported modules and the import system's view of the stdlib), the driver, preparedImports,
-//     wazero (its WASI runs during boot) and the engine's own source (the host side of boot).
+//     wazero (its WASI runs during boot) and the engine's own source (the host side of boot);
+//   - the fuel-instrumented module, built on first use: fuelModuleCacheKey (fuel.go), a cache
+//     file kind of its own. It shares the image.
 func moduleCacheKey(m *Manifest) cacheKey {
 	return newCacheKey("goeryx module", m.WasmSHA256, sourceHash("internal/instrument", "internal/abi"))
 }
@@ -106,7 +124,8 @@ func OpenRuntime(dir string, opts RuntimeOptions) (*Runtime, error) {
 
 func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error) {
 	ctx := context.Background()
-	rt := &Runtime{}
+	rt := &Runtime{noInstrument: opts.noInstrument}
+	rt.dir, rt.cacheDir, rt.logf = dir, opts.CacheDir, opts.Logf
 	s := newStartupInfo(opts.Logf)
 	defer s.done() // also reports the damaged cache files
 	t := time.Now()
@@ -115,6 +134,9 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 	}
 	cache := openDiskCache(opts.CacheDir)
 	modKey := moduleCacheKey(&rt.manifest)
+	if rt.noInstrument { // the image key derives from the module key
+		modKey = newCacheKey("goeryx module, not instrumented", modKey.String())
+	}
 	imgKey := imageCacheKey(modKey, &rt.manifest)
 	s.since("manifest, cache keys", t)
 
@@ -255,8 +277,9 @@ func cachedNote(c *diskCache) string {
 	return " (cached for later processes)"
 }
 
-// instrumentedModule reads python.wasm, checks it against the manifest, instruments it and
-// strips its data segments, returning the module to compile and the segments.
+// instrumentedModule reads python.wasm, checks it against the manifest, instruments it (unless
+// rt.noInstrument) and strips its data segments, returning the module to compile and the
+// segments.
 func (rt *Runtime) instrumentedModule(dir string, s *startupInfo) ([]byte, []instrument.DataSegment, error) {
 	t := time.Now()
 	wasm, err := os.ReadFile(filepath.Join(dir, rt.manifest.Wasm))
@@ -268,9 +291,10 @@ func (rt *Runtime) instrumentedModule(dir string, s *startupInfo) ([]byte, []ins
 	}
 	s.since("read+sha256 python.wasm", t)
 	t = time.Now()
-	wasm, _, err = instrument.Instrument(wasm)
-	if err != nil {
-		return nil, nil, initError("cannot instrument guest runtime: %v", err)
+	if !rt.noInstrument {
+		if wasm, _, err = instrument.Instrument(wasm); err != nil {
+			return nil, nil, initError("cannot instrument guest runtime: %v", err)
+		}
 	}
 	wasm, data, err := instrument.StripData(wasm)
 	if err != nil {

@@ -35,7 +35,8 @@ func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
 	if s.isClosed() {
 		return nil, errSandboxClosed
 	}
-	inst, err := s.box.newInterpreter(ctx)
+	maxFuel := s.box.cfg.Limits.MaxFuel
+	inst, err := s.box.newInterpreter(ctx, maxFuel != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +48,7 @@ func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
 	}
 	s.running[inst] = struct{}{}
 	s.mu.Unlock()
-	out := s.box.execute(ctx, inst, code, s.box.cfg.Limits.ExecutionTimeoutMS, "Sandbox", start)
+	out := s.box.execute(ctx, inst, code, s.box.cfg.Limits.ExecutionTimeoutMS, maxFuel, "Sandbox", start)
 	s.mu.Lock()
 	delete(s.running, inst)
 	s.mu.Unlock()

@@ -38,7 +38,7 @@ func (rt *Runtime) NewSession(ctx context.Context, cfg *Config, store *VFS, hook
 	if b.store == nil {
 		b.store = b.newPrivateStore() // outlives reset()
 	}
-	inst, err := b.newInterpreter(ctx)
+	inst, err := b.newInterpreter(ctx, b.cfg.Limits.MaxFuel != nil)
 	if err != nil {
 		b.closeFilesystems()
 		return nil, err
@@ -90,13 +90,17 @@ func (s *Session) unlock() {
 	s.op.Unlock()
 }
 
-// replace starts a new interpreter (reset, or after the old one was lost).
+// replace starts a new interpreter (reset, or after the old one was lost), on the fuel module
+// when fuel is metered.
 func (s *Session) replace(ctx context.Context) error {
 	if s.inst != nil {
 		s.inst.close()
 		s.inst = nil
 	}
-	inst, err := s.box.newInterpreter(ctx)
+	s.mu.Lock()
+	fuel := s.maxFuel != nil
+	s.mu.Unlock()
+	inst, err := s.box.newInterpreter(ctx, fuel)
 	if err != nil {
 		return err
 	}
@@ -116,9 +120,19 @@ func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
 	start := time.Now()
 	s.count.Add(1)
 	s.mu.Lock()
-	timeoutMS := s.timeoutMS
+	timeoutMS, maxFuel := s.timeoutMS, s.maxFuel
 	s.mu.Unlock()
-	out := s.box.execute(ctx, s.inst, code, timeoutMS, "Session", start)
+	if maxFuel != nil && !s.inst.fuel {
+		// Metering starts: move the interpreter to the fuel module, keeping its state.
+		inst, err := s.box.toFuelModule(ctx, s.inst)
+		if err != nil {
+			return nil, err
+		}
+		s.inst.close()
+		s.inst = inst
+		s.setActive(inst)
+	}
+	out := s.box.execute(ctx, s.inst, code, timeoutMS, maxFuel, "Session", start)
 	if out.lost {
 		s.inst.close()
 		s.inst = nil
@@ -289,7 +303,12 @@ func (s *Session) SetExecutionTimeoutMS(ms *int64) {
 	s.timeoutMS = ms
 }
 
-// SetMaxFuel sets the fuel limit of later runs (nil: not metered).
+// SetMaxFuel sets the fuel limit of later runs (nil: not metered). A session created without
+// a limit runs on the normal module: the first metered run moves its interpreter, state
+// included, to the fuel module (compiling it if this process has not yet), except for files
+// the guest keeps open across runs: those stay behind, and using them fails with an OSError.
+// Metering off again, the interpreter stays on the fuel module until it is replaced (reset,
+// or a lost state).
 func (s *Session) SetMaxFuel(fuel *int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT_S = 60
 
 # Topics of test_later_<topic>.py files that are enabled by default.  The
 # lead adds a topic here when its feature lands.
-ENABLED_LATER: set[str] = {"callbacks", "streaming", "async", "volumes", "cli"}
+ENABLED_LATER: set[str] = {"callbacks", "streaming", "async", "volumes", "cli", "fuel"}
 
 _LATER_ENV = "ERYX_TEST_LATER"
 

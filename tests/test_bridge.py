@@ -32,7 +32,7 @@ import pytest
 import eryx._eryx as _eryx
 
 #: Engine parts whose tests run by default.
-ENABLED_PARTS: set[str] = {"vfs", "runtime", "callbacks"}
+ENABLED_PARTS: set[str] = {"vfs", "runtime", "callbacks", "fuel"}
 
 _env_parts = {p.strip() for p in os.environ.get("ERYX_BRIDGE_TESTS", "").split(",") if p.strip()}
 

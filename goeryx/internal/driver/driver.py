@@ -54,6 +54,19 @@ def _host_call(op, header, payload=b""):
     return _decode(_host.call(op, _encode(header, payload)))  # noqa: F821
 
 
+_EMPTY_FRAME = _encode({})
+_RUN_OK = {"ok": True, "exc_type": None, "interrupted": False}
+# The response of a successful run without a result, encoded once (it is most runs' response,
+# and encoding it would cost more than many runs: it is part of their fuel).
+_RUN_OK_FRAME = _encode(_RUN_OK)
+
+
+def _start_fuel():
+    """Fuel is metered from here to the end of the run: decoding the request and compiling
+    the code are not charged. (There is no stop: user code could call it.)"""
+    _host.call(OP_FUEL_START, _EMPTY_FRAME)  # noqa: F821
+
+
 # ---------------------------------------------------------------------------------------------
 # The user namespace: one module object registered as __main__, so that pickling (dill) and
 # classes defined by user code refer to it by the usual name.
@@ -159,6 +172,7 @@ def _compile(code):
 
 def _run(header, payload):
     _drain_interrupt()
+    meter = header.get("meter", False)
     code = payload.decode("utf-8")
     _install_callbacks()
     linecache.cache[_USER_FILE] = (len(code), None, code.splitlines(True), _USER_FILE)
@@ -169,8 +183,10 @@ def _run(header, payload):
         try:
             co = _compile(code)
             if co.co_flags & _CO_COROUTINE:
-                _run_coroutine(eval(co, _ns))
+                _run_coroutine(eval(co, _ns), meter)
             else:
+                if meter:
+                    _start_fuel()
                 exec(co, _ns)
         except SystemExit as e:
             if e.code is not None and e.code != 0:
@@ -182,9 +198,11 @@ def _run(header, payload):
         except BaseException as e:
             failed, exc_type = True, _type_name(type(e))
             _report(e)
-        response = {"ok": not failed, "exc_type": exc_type, "interrupted": interrupted}
-        if not failed:
-            response.update(_capture_result())
+        if failed:
+            response = {"ok": False, "exc_type": exc_type, "interrupted": interrupted}
+        else:
+            captured = _capture_result()
+            response = dict(_RUN_OK, **captured) if captured else _RUN_OK_FRAME
     except ExecutionInterrupted:
         response = {"ok": False, "exc_type": "ExecutionInterrupted", "interrupted": True}
     finally:
@@ -213,12 +231,14 @@ def _capture_result():
     return {"result_json": text}
 
 
-def _run_coroutine(coro):
+def _run_coroutine(coro, meter):
     import asyncio
 
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)
+        if meter:
+            _start_fuel()
         loop.run_until_complete(coro)
     finally:
         try:
@@ -580,6 +600,48 @@ def _restore(header, payload):
     return {"ok": True}
 
 
+def _open_fds(header, payload):
+    """The open descriptors above stdio (preopens included), when the host moves the
+    interpreter's memory to another instance (a session that starts metering fuel)."""
+    import os
+
+    fds, misses, fd = [], 0, 3
+    while misses < 32:
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+            misses = 0
+        except OSError:
+            misses += 1
+        fd += 1
+    return {"ok": True, "fds": fds}
+
+
+def _hold_fds(header, payload):
+    """In the instance that took the memory over: the descriptors open in the old one are not
+    open here. Occupy their numbers with a read-only placeholder, so that a file object the
+    guest kept fails rather than writes into a file opened later under the same number."""
+    import os
+
+    wanted = set(header.get("fds") or ())
+    if not wanted:
+        return {"ok": True}
+    top, held = max(wanted), []
+    try:
+        while True:
+            fd = os.open("/", os.O_RDONLY)
+            if fd > top:
+                os.close(fd)
+                break
+            held.append(fd)
+    except OSError:
+        pass
+    for fd in held:
+        if fd not in wanted:
+            os.close(fd)
+    return {"ok": True}
+
+
 def _deny_network():
     """Until networking is granted (a later release), every connection attempt fails with the
     contract's message (API.md §3.4) instead of WASI's bare 'not supported'."""
@@ -593,6 +655,11 @@ def _deny_network():
         # Names are resolved on the host, at connect time (API.md §3.4).
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
 
+    def create(self, *args, **kwargs):
+        # WASI cannot create sockets at all; say why in the contract's words.
+        connect(self, None)
+
+    socket.socket.__init__ = create
     socket.socket.connect = connect
     socket.socket.connect_ex = connect
     socket.getaddrinfo = getaddrinfo
@@ -624,6 +691,8 @@ _HANDLERS = {
     REQ_SNAPSHOT: _snapshot,  # noqa: F821
     REQ_RESTORE: _restore,  # noqa: F821
     REQ_PREPARE: _prepare,  # noqa: F821
+    REQ_OPEN_FDS: _open_fds,  # noqa: F821
+    REQ_HOLD_FDS: _hold_fds,  # noqa: F821
 }
 
 
@@ -631,6 +700,8 @@ def _handle(frame):
     try:
         header, payload = _decode(frame)
         out = _HANDLERS[header["op"]](header, payload)
+        if type(out) is bytes:  # an encoded frame
+            return out
         if isinstance(out, tuple):
             return _encode(out[0], out[1])
         return _encode(out)

@@ -1,5 +1,6 @@
 // Package instrument rewrites the guest's wasm binary, before compilation, so that every busy
-// guest calls the host's tick import every few milliseconds.
+// guest calls the host's tick import every few milliseconds, and (InstrumentFuel, below) so
+// that it counts the instructions it executes.
 //
 // # Why
 //
@@ -122,13 +123,45 @@
 //	go test ./goeryx/internal/instrument -run Scheduling -v
 //	go test ./goeryx/internal/instrument -run XXX -bench LoopHeader
 //
-// # Extending to fuel
+// # Fuel
 //
-// A deterministic instruction budget ("fuel") would decrement, at the start of each
-// straight-line region, the number of instructions of the region. The walker is a pull
-// iterator over decoded instructions (op, sub-opcode, offsets, first immediate) that knows
-// nothing of the rewrite; rewriter.body is the one loop that decides where to splice code. A
-// fuel pass walks the body once to count the instructions between control instructions
-// (block, loop, if, else, end, br*, return, call*, throw*, try_table) and once more to splice
-// its decrement at the start of each region, reusing the budget global and the tick.
+// InstrumentFuel (fuel.go) is the second mode, for deterministic instruction counting ("fuel"):
+// the budget global counts one unit per executed instruction of the original code (every
+// opcode, block, loop, end and else included; a prefixed opcode is one instruction), the
+// inserted code counting nothing. Each function gets one more i32 local, acc (appended after
+// its locals, so no index moves), and the body is cut into segments: maximal straight-line
+// runs such that when the first instruction runs, all of them do. A segment starts at function
+// entry and right after loop (the header), if, else, catch, catch_all, br_if, br_on_null and
+// br_on_non_null (the fall-through), and after the end of an if, of a legacy try, or of a
+// block / try_table that some branch or catch clause targets (a join point). It does not start
+// after block, try, try_table or a call, nor after the end of a loop or of a block no branch
+// targets: only the fall-through reaches those. After br, br_table, return, return_call*,
+// throw* and unreachable the code up to the construct's end is dead, and left alone. At the
+// start of each segment its length is added to acc (`i32.const n; local.set acc` at entry);
+// acc goes into the budget (`budget -= acc; acc = 0`) and the budget is checked (tick when
+// negative) at every loop header, where the header segment's own length is folded in, and
+// before every exit: return, the final end, return_call*, and a br, br_if, br_table or
+// br_on_* that can reach the function's label (throw*, too: the exception may leave).
+//
+// So the count is exact for every call that returns normally: TestFuelMatchesOracle compares
+// it with FuelOracle, which decrements the global before every single instruction, and the
+// engine does the same on CPython. Inexact, and never relied on: a trap or a host panic in
+// the middle of a segment leaves the rest of it charged (the run has failed anyway), and a
+// function left by an exception it does not catch, or by a catch clause that branches to its
+// label, takes its pending acc with it (CPython uses no exception handling). While code runs,
+// the global lags behind by the pending acc of the frames on the stack (at most one acyclic
+// path of each function since its last loop header): a host call sees the same lag in every
+// run of the same code, so it is deterministic too.
+//
+// The checks at loop headers keep the ticks of the normal mode (a guest spinning in a loop
+// reaches the host); the checks at exits bound loop-free recursion. The host hands out fuel in
+// chunks no larger than its tick interval and keeps the rest: with the last chunk set to
+// exactly what remains, the guest ticks at the first check after the limit is passed, so where
+// a run stops does not depend on the chunk size (TestFuelChunking). The budget stays an i32.
+//
+// On CPython 3.13 (9216 functions) the rewrite takes 130 ms and charges 352760 segment
+// starts, 11488 loop headers and 15559 exits: the code section grows by 41% (the loop-header
+// mode: 3%). CPython executes about 10^10 counted instructions per second, and pays about
+// +10% of CPU time for fuel over the loop-header mode (bench/compute.py; goeryx's
+// TestFuelOverhead, RATIONALE.md).
 package instrument

@@ -26,6 +26,24 @@ func allFeatures() wazero.RuntimeConfig {
 // shape (bulk memory, tables, reference types, sign extension, saturating truncation, SIMD,
 // atomics, tail calls, exception handling) around loops, and runs it before and after.
 func TestOpcodeCoverage(t *testing.T) {
+	in := coverageModule()
+	out, st, err := Instrument(in)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Loops)
+
+	h := newHost(t, allFeatures())
+	for _, n := range []int32{1, 2, 5} {
+		want := call1(t, h.instantiate(in), "f", n)
+		h.refill.Store(1)
+		h.ticks.Store(0)
+		got := call1(t, h.instantiate(out), "f", n)
+		assert.Equal(t, want, got, "f(%d)", n)
+		assert.Equal(t, int64(1+(n-1)/2), h.ticks.Load(), "f(%d) ticks", n)
+	}
+}
+
+// coverageModule exports f(n), which uses every immediate shape in a loop of n iterations.
+func coverageModule() []byte {
 	f64one := []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x3f}
 	simdConst := []byte{1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0}
 	shuffle := []byte{12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3}
@@ -77,7 +95,7 @@ func TestOpcodeCoverage(t *testing.T) {
 		// A tail call to f2 (the identity plus one).
 		[]byte{0x12, 2},
 	)
-	in := wasmModule(
+	return wasmModule(
 		sec(secType, vec(functype(nil, nil), functype([]byte{i32}, []byte{i32}), functype([]byte{i32}, nil))),
 		sec(secImport, vec(funcImport(abi.ImportModule, abi.ImportTick, 0))),
 		sec(secFunction, vec(u32(1), u32(1))),
@@ -93,19 +111,6 @@ func TestOpcodeCoverage(t *testing.T) {
 		)),
 		sec(secData, vec([]byte{0x01, 2, 7, 9})), // passive "\x07\x09"
 	)
-	out, st, err := Instrument(in)
-	require.NoError(t, err)
-	assert.Equal(t, 1, st.Loops)
-
-	h := newHost(t, allFeatures())
-	for _, n := range []int32{1, 2, 5} {
-		want := call1(t, h.instantiate(in), "f", n)
-		h.refill.Store(1)
-		h.ticks.Store(0)
-		got := call1(t, h.instantiate(out), "f", n)
-		assert.Equal(t, want, got, "f(%d)", n)
-		assert.Equal(t, int64(1+(n-1)/2), h.ticks.Load(), "f(%d) ticks", n)
-	}
 }
 
 func TestUnsupportedPrefixedOpcodes(t *testing.T) {
@@ -245,7 +250,7 @@ func TestLegacyExceptions(t *testing.T) {
 }
 
 // FuzzInstrument: Instrument never panics, and what it accepts from a module wazero accepts,
-// wazero accepts too.
+// wazero accepts too; so do InstrumentFuel and FuelOracle.
 func FuzzInstrument(f *testing.F) {
 	f.Add(coreModule())
 	f.Add(coreModule(customSec(".debug_info", []byte{1}), customSec("name", []byte{1, 0})))
@@ -262,5 +267,11 @@ func FuzzInstrument(f *testing.F) {
 		}
 		_, err = rt.CompileModule(ctx, out)
 		require.NoError(t, err)
+		for _, rewrite := range []func([]byte) ([]byte, *Stats, error){InstrumentFuel, FuelOracle} {
+			out, _, err := rewrite(in)
+			require.NoError(t, err)
+			_, err = rt.CompileModule(ctx, out)
+			require.NoError(t, err)
+		}
 	})
 }

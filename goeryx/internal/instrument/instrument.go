@@ -16,6 +16,8 @@ const ExportBudget = "eryx_budget"
 type Stats struct {
 	Functions     int      // function bodies walked
 	Loops         int      // loop headers instrumented
+	Segments      int      // fuel mode: straight-line segments charged (InstrumentFuel)
+	Exits         int      // fuel mode: function exits that flush the pending charge
 	TickFunc      uint32   // function index of the tick import the inserted code calls
 	BudgetGlobal  uint32   // global index of the budget (exported as ExportBudget)
 	DroppedCustom []string // names of the custom sections dropped because the rewrite invalidates them
@@ -41,6 +43,10 @@ type config struct {
 	budgetI64 bool
 	// snippet, if set, replaces loopSnippet (code-shape experiments in the tests).
 	snippet func(budget, tick uint32) []byte
+	// fuel selects the fuel rewrite (InstrumentFuel, fuel.go) instead of the loop headers.
+	fuel bool
+	// fuelOracle selects the reference fuel rewrite (FuelOracle).
+	fuelOracle bool
 }
 
 // Section ids.
@@ -87,9 +93,11 @@ type module struct {
 	definedGlobal uint32
 	emptyType     int64 // index of a () -> () type, -1 if none
 	numTypes      uint32
-	numFuncs      uint32 // defined functions (function section)
-	emptyTypes    []bool // per type: is it () -> ()
-	tickFunc      int64  // function index of _eryx.tick, -1 if absent
+	numFuncs      uint32   // defined functions (function section)
+	emptyTypes    []bool   // per type: is it () -> ()
+	typeParams    []uint32 // per type: number of parameters
+	funcTypes     []uint32 // per defined function: type index
+	tickFunc      int64    // function index of _eryx.tick, -1 if absent
 	tickType      uint32
 }
 
@@ -167,6 +175,14 @@ func parseModule(b []byte) (*module, error) {
 		if m.numFuncs, err = r.u32(); err != nil {
 			return nil, fmt.Errorf("function section: %w", err)
 		}
+		m.funcTypes = make([]uint32, 0, min(m.numFuncs, 1<<16))
+		for i := uint32(0); i < m.numFuncs; i++ {
+			t, err := r.u32()
+			if err != nil {
+				return nil, fmt.Errorf("function section: %w", err)
+			}
+			m.funcTypes = append(m.funcTypes, t)
+		}
 	}
 	if m.byID[secCode] == nil && m.numFuncs > 0 {
 		return nil, fmt.Errorf("%d functions declared but no code section", m.numFuncs)
@@ -213,6 +229,7 @@ func (m *module) parseTypes() error {
 		}
 		empty := counts == [2]uint32{}
 		m.emptyTypes = append(m.emptyTypes, empty)
+		m.typeParams = append(m.typeParams, counts[0])
 		if empty && m.emptyType < 0 {
 			m.emptyType = int64(i)
 		}
@@ -385,6 +402,7 @@ func instrument(in []byte, cfg config) ([]byte, *Stats, error) {
 	rw.stats.TickFunc = uint32(m.tickFunc)
 	rw.stats.BudgetGlobal = m.globalImports + m.definedGlobal
 	rw.budgetI64 = cfg.budgetI64
+	rw.fuel, rw.fuelOracle = cfg.fuel || cfg.fuelOracle, cfg.fuelOracle
 	rw.loopSnippet = loopSnippet(rw.stats.BudgetGlobal, rw.stats.TickFunc, cfg.budgetI64)
 	if cfg.snippet != nil {
 		rw.loopSnippet = cfg.snippet(rw.stats.BudgetGlobal, rw.stats.TickFunc)
@@ -434,12 +452,17 @@ type rewriter struct {
 	stats       *Stats
 	loopSnippet []byte
 
-	budgetI64 bool
-	shift     bool   // renumber functions (an import was appended)
-	shiftFrom uint32 // first function index to shift by one
-	addType   bool   // append the type () -> ()
+	budgetI64  bool
+	fuel       bool   // fuel rewrite (fuel.go)
+	fuelOracle bool   // the reference fuel rewrite
+	shift      bool   // renumber functions (an import was appended)
+	shiftFrom  uint32 // first function index to shift by one
+	addType    bool   // append the type () -> ()
 
 	scratch []byte
+	// fuelIns and fuelStack are fuelBody's buffers, reused across bodies.
+	fuelIns   []insertion
+	fuelStack []ctlFrame
 }
 
 func (rw *rewriter) fn(idx uint32) uint32 {
@@ -621,7 +644,11 @@ func (rw *rewriter) code(payload []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("body %d: %w", i, err)
 		}
-		rw.scratch, err = rw.body(rw.scratch[:0], body)
+		if rw.fuel {
+			rw.scratch, err = rw.fuelBody(rw.scratch[:0], body, i)
+		} else {
+			rw.scratch, err = rw.body(rw.scratch[:0], body)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("function %d (body %d): %w", rw.m.funcImports+i, i, err)
 		}

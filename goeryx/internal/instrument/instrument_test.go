@@ -528,7 +528,8 @@ func TestForcedTick(t *testing.T) {
 }
 
 // BenchmarkLoopHeader measures the cost of the inserted code per loop header on the tightest
-// loop there is (count: an add, a compare and a branch), without ticks.
+// loop there is (count: an add, a compare and a branch), without ticks; "fuel" is
+// InstrumentFuel (the loop is one segment, its header moves 8 units to the budget).
 func BenchmarkLoopHeader(b *testing.B) {
 	const n = 10_000_000
 	in := coreModule()
@@ -536,11 +537,13 @@ func BenchmarkLoopHeader(b *testing.B) {
 	require.NoError(b, err)
 	i64, _, err := instrument(in, config{budgetI64: true})
 	require.NoError(b, err)
+	fuel, _, err := InstrumentFuel(in)
+	require.NoError(b, err)
 	for _, v := range []struct {
 		name string
 		wasm []byte
 		big  int64
-	}{{"plain", in, 0}, {"i32", i32, 1 << 30}, {"i64", i64, 1 << 62}} {
+	}{{"plain", in, 0}, {"i32", i32, 1 << 30}, {"i64", i64, 1 << 62}, {"fuel", fuel, 1 << 30}} {
 		b.Run(v.name, func(b *testing.B) {
 			h := newHost(b, nil)
 			m := h.instantiate(v.wasm)

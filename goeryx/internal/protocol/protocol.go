@@ -26,6 +26,9 @@ const (
 	OpWait = 2
 	// OpCallbackCancel tells the host the guest stopped waiting for a callback. Header {"id"}.
 	OpCallbackCancel = 3
+	// OpFuelStart starts metering fuel, in a run whose request has "meter": true, right before
+	// the user's code executes; metering ends with the run. Header {}. Response {}.
+	OpFuelStart = 4
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -36,6 +39,11 @@ const (
 	ReqSnapshot   = "snapshot"
 	ReqRestore    = "restore"
 	ReqPrepare    = "prepare"
+	// ReqOpenFds and ReqHoldFds carry a session's open descriptors over when its memory moves
+	// to another instance (fuel metering starts): the old instance lists them, the new one
+	// occupies their numbers with placeholders.
+	ReqOpenFds = "open_fds"
+	ReqHoldFds = "hold_fds"
 )
 
 // Limits the driver enforces itself (the host checks them again).
@@ -85,12 +93,15 @@ func Prelude() string {
 		"OP_CALLBACK_START":       OpCallbackStart,
 		"OP_WAIT":                 OpWait,
 		"OP_CALLBACK_CANCEL":      OpCallbackCancel,
+		"OP_FUEL_START":           OpFuelStart,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
 		"REQ_CLEAR_STATE":         ReqClearState,
 		"REQ_SNAPSHOT":            ReqSnapshot,
 		"REQ_RESTORE":             ReqRestore,
 		"REQ_PREPARE":             ReqPrepare,
+		"REQ_OPEN_FDS":            ReqOpenFds,
+		"REQ_HOLD_FDS":            ReqHoldFds,
 		"MAX_RESULT_JSON_BYTES":   MaxResultJSONBytes,
 		"MAX_CALLBACK_ARGS_BYTES": MaxCallbackArgsBytes,
 		"MAX_SNAPSHOT_BYTES":      MaxSnapshotBytes,
