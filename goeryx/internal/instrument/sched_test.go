@@ -149,9 +149,13 @@ func TestSchedulingWithTick(t *testing.T) {
 			r := runSpinners(t, out, tc.refill, tc.extra)
 			t.Logf("timer late by %v, runtime.GC %v, %d ticks, max tick gap %v", r.late.Round(time.Microsecond),
 				r.gc.Round(time.Microsecond), r.ticks, r.maxGap.Round(time.Microsecond))
-			assert.Less(t, r.late, 50*time.Millisecond, "the 200 ms timer must fire within 250 ms")
+			// Functional bounds only (the figures are logged; the benchmarks report them):
+			// without the tick the timer never fires and the GC never completes (the
+			// control test below), with it both happen within milliseconds on an idle
+			// machine; the bound leaves room for a loaded CI machine.
+			assert.Less(t, r.late, 500*time.Millisecond, "the 200 ms timer must fire")
 			if tc.checkGC {
-				assert.Less(t, r.gc, 50*time.Millisecond)
+				assert.Less(t, r.gc, 500*time.Millisecond, "the GC must complete")
 			}
 		})
 	}
