@@ -142,10 +142,28 @@ eryx_raise_error(PyObject *module,
 
 /* ---- Calls into Python from engine threads (GIL not held on entry) ------------------------ */
 
+/* Engine goroutines call into Python from the Go runtime's own OS threads. The first call on
+ * each thread creates a Python thread state and keeps it (the GILState counter stays above
+ * zero), so later calls only take the GIL: PyGILState_Ensure on a thread without a state would
+ * create and destroy one every time, which costs more than a whole no-op callback. The
+ * threads are few (Go reuses them) and their states are freed at interpreter finalisation. */
+static _Thread_local int thread_state_kept;
+
+static PyGILState_STATE
+ensure_gil(void)
+{
+    if (!thread_state_kept) {
+        (void)PyGILState_Ensure();   /* creates the state; never released */
+        (void)PyEval_SaveThread();   /* but the GIL is */
+        thread_state_kept = 1;
+    }
+    return PyGILState_Ensure();
+}
+
 void
 eryx_call_output(PyObject *fn, int stream, const char *chunk, Py_ssize_t len)
 {
-    PyGILState_STATE gil = PyGILState_Ensure();
+    PyGILState_STATE gil = ensure_gil();
     PyObject *result = PyObject_CallFunction(fn, "iN", stream, eryx_str(chunk, len));
     if (result == NULL) {
         PyErr_WriteUnraisable(fn);
@@ -264,7 +282,7 @@ int
 eryx_call_callback(PyObject *fn, long long index, const char *args, Py_ssize_t args_len,
                    long long timeout_ms, eryx_reply *reply)
 {
-    PyGILState_STATE gil = PyGILState_Ensure();
+    PyGILState_STATE gil = ensure_gil();
     PyObject *result;
     int status;
 

@@ -173,7 +173,9 @@ func TestFuelWaitingIsFree(t *testing.T) {
 	require.NoError(t, err)
 	defer sb2.Close()
 	var fuel []uint64
-	for _, ms := range []int{0, 300} {
+	// Both outlast the engine's inline wait for a callback (inlineCallbackWait), so both take
+	// the same path through the guest's event loop; only the waiting differs.
+	for _, ms := range []int{20, 300} {
 		res, err := sb2.Execute(context.Background(), "r = await cb(ms="+fuelItoa(int64(ms))+")\nprint(r)")
 		fuel = append(fuel, fuelOfRun(t, res, err))
 		assert.Equal(t, "ok", res.Stdout)

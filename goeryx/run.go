@@ -74,6 +74,7 @@ type runState struct {
 	nextID      int64
 	inflight    map[int64]context.CancelFunc
 	done        chan completion
+	early       []completion  // completions received while waiting for another (awaitBriefly)
 	finished    chan struct{} // closed when the run ends: late callback results are dropped
 }
 
@@ -266,43 +267,71 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 	ctx, cancel := context.WithCancel(context.Background())
 	r.inflight[id] = cancel
 	argsJSON := string(args)
+	// The completion is delivered once: by the callback, or by the timeout (the callback's own
+	// late result is then dropped: a sync host function cannot be stopped).
+	var once sync.Once
+	deliver := func(c completion) {
+		once.Do(func() {
+			select {
+			case r.done <- c:
+			case <-r.finished:
+			}
+		})
+	}
+	var timer *time.Timer
+	if l.callbackTimeout > 0 {
+		timer = time.AfterFunc(l.callbackTimeout, func() {
+			cancel()
+			deliver(completion{id: id, err: &guestError{"TimeoutError",
+				fmt.Sprintf("callback '%s' timed out after %d ms", name, l.callbackTimeoutMS)}})
+		})
+	}
 	go func() {
-		res := make(chan completion, 1)
-		go func() {
-			out, err := l.hooks.Callback(ctx, index, argsJSON, l.callbackTimeoutMS)
-			res <- callbackCompletion(id, name, out, err)
-		}()
-		var c completion
-		if l.callbackTimeout > 0 {
-			t := time.NewTimer(l.callbackTimeout)
-			select {
-			case c = <-res:
-				t.Stop()
-			case <-t.C:
-				cancel()
-				c = completion{id: id, err: &guestError{"TimeoutError",
-					fmt.Sprintf("callback '%s' timed out after %d ms", name, l.callbackTimeoutMS)}}
-			case <-r.finished:
-				return
-			}
-		} else {
-			select {
-			case c = <-res:
-			case <-r.finished:
-				return
-			}
+		out, err := l.hooks.Callback(ctx, index, argsJSON, l.callbackTimeoutMS)
+		if timer != nil {
+			timer.Stop()
 		}
-		select {
-		case r.done <- c:
-		case <-r.finished:
-		}
+		deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS))
 	}()
+	// Most callbacks finish within microseconds: wait a moment, so that the guest gets the
+	// outcome from this very host call and skips an event-loop round trip. Concurrent
+	// callbacks (asyncio.gather) are delayed by at most this much each.
+	if c, ok := inst.awaitBriefly(r, id, inlineCallbackWait); ok {
+		delete(r.inflight, id)
+		if c.err != nil {
+			return map[string]any{"id": id, "error": c.err}, nil
+		}
+		return map[string]any{"id": id, "result": c.result}, nil
+	}
 	return map[string]any{"id": id}, nil
+}
+
+// inlineCallbackWait is how long OpCallbackStart waits for the callback to complete.
+const inlineCallbackWait = time.Millisecond
+
+// awaitBriefly waits up to d for callback id to complete; completions of other callbacks that
+// arrive meanwhile are kept for the next wait.
+func (inst *instance) awaitBriefly(r *runState, id int64, d time.Duration) (completion, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case c := <-r.done:
+			if c.id == id {
+				return c, true
+			}
+			r.early = append(r.early, c)
+		case <-t.C:
+			return completion{}, false
+		case <-r.wake:
+			return completion{}, false
+		}
+	}
 }
 
 const maxCallbackArgs = 10 << 20
 
-func callbackCompletion(id int64, name, out string, err error) completion {
+func callbackCompletion(id int64, name, out string, err error, timeoutMS int64) completion {
 	if err == nil {
 		if !json.Valid([]byte(out)) {
 			return completion{id: id, err: &guestError{"CallbackError",
@@ -317,7 +346,7 @@ func callbackCompletion(id int64, name, out string, err error) completion {
 			return completion{id: id, err: &guestError{"CallbackError",
 				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: %s", name, f.Message)}}
 		case "timeout":
-			return completion{id: id, err: &guestError{"TimeoutError", fmt.Sprintf("callback '%s' timed out", name)}}
+			return completion{id: id, err: &guestError{"TimeoutError", fmt.Sprintf("callback '%s' timed out after %d ms", name, timeoutMS)}}
 		default:
 			return completion{id: id, err: &guestError{"CallbackError", f.Message}}
 		}
@@ -367,11 +396,17 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 		}
 		done = append(done, item)
 	}
-	select {
-	case c := <-r.done:
+	for _, c := range r.early {
 		add(c)
-	case <-timer:
-	case <-r.wake:
+	}
+	r.early = r.early[:0]
+	if len(done) == 0 {
+		select {
+		case c := <-r.done:
+			add(c)
+		case <-timer:
+		case <-r.wake:
+		}
 	}
 	for more := true; more; {
 		select {

@@ -49,6 +49,17 @@ def pytest_ignore_collect(collection_path, config):
     return True
 
 
+def pytest_sessionstart(session):
+    """Make sure the guest runtime is compiled before any test runs: the first process on a
+    machine compiles it (seconds) and says so on stderr, which tests of the CLI's exact stderr
+    must not see."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import eryx; eryx.Sandbox().execute('pass')"],
+                   check=True, capture_output=True, timeout=600)
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "timeout(seconds): per-test timeout (pytest-timeout)")

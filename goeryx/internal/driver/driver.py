@@ -385,8 +385,10 @@ async def _call_callback(name, args, kwargs):
 
     payload = _encode_args(name, args, kwargs)
     header, _ = _host_call(OP_CALLBACK_START, {"name": name}, payload)  # noqa: F821
-    if "error" in header:
+    if "error" in header:  # refused, or failed at once
         raise _callback_exception(header["error"])
+    if "result" in header:  # completed at once: no event-loop round trip
+        return header["result"]
     cid = header["id"]
     fut = asyncio.get_running_loop().create_future()
     _pending_callbacks[cid] = fut
