@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,14 +39,7 @@ func TestFuelOverhead(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("GOERYX_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	src, err := os.ReadFile(filepath.Join("..", "bench", "compute.py"))
-	require.NoError(t, err)
-	code := "src = " + strconv.Quote(string(src)) + "\n" + `
-import json
-ns = {"__name__": "compute"}
-exec(compile(src, "compute.py", "exec"), ns)
-print(json.dumps(ns["run"](1)))
-`
+	code := benchComputeCode(t)
 	type variant struct {
 		name    string
 		maxFuel *int64
@@ -63,9 +54,9 @@ print(json.dumps(ns["run"](1)))
 		sb, err := rt.NewSandbox(&Config{Limits: Limits{MaxFuel: v.maxFuel}}, nil, nil)
 		require.NoError(t, err)
 		defer sb.Close()
-		c0 := fuelBenchCPU(t)
+		c0 := benchProcessCPU(t)
 		res, err := sb.Execute(context.Background(), code)
-		cpu := fuelBenchCPU(t) - c0
+		cpu := benchProcessCPU(t) - c0
 		require.NoError(t, err, v.name)
 		var parts map[string]float64
 		require.NoError(t, json.Unmarshal([]byte(res.Stdout), &parts), res.Stdout)
@@ -75,7 +66,7 @@ print(json.dumps(ns["run"](1)))
 		}
 		return s
 	}
-	t.Logf("load average before: %s; GOMAXPROCS=%d", fuelBenchLoad(), runtime.GOMAXPROCS(0))
+	t.Logf("load average before: %s; GOMAXPROCS=%d", benchLoadAvg(), runtime.GOMAXPROCS(0))
 	for _, v := range variants {
 		runOnce(v) // warm-up (and the fuel module's compilation)
 	}
@@ -131,20 +122,6 @@ print(json.dumps(ns["run"](1)))
 	total := median(sorted(samples[1], func(s sample) float64 { return s.parts["total"] }))
 	fmt.Fprintf(&b, "fuel per run %.0f..%.0f; %.2f G/s in the guest; fuelChunk %d = %.1f ms\n",
 		fuels[0], fuels[len(fuels)-1], fuels[0]/total/1e9, fuelChunk, 1000*float64(fuelChunk)/(fuels[0]/total))
-	fmt.Fprintf(&b, "load average after: %s\n", fuelBenchLoad())
+	fmt.Fprintf(&b, "load average after: %s\n", benchLoadAvg())
 	t.Log(b.String())
-}
-
-func fuelBenchCPU(t testing.TB) time.Duration {
-	var ru syscall.Rusage
-	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func fuelBenchLoad() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }

@@ -136,15 +136,7 @@ func overheadChild(t *testing.T) {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(os.TempDir(), "goeryx-timeout-overhead-cache")
 	}
-	src, err := os.ReadFile(filepath.Join("..", "bench", "compute.py"))
-	require.NoError(t, err)
-	// A Go-quoted string is a valid Python str literal with the same value (same escapes).
-	code := "src = " + strconv.Quote(string(src)) + "\n" + `
-import json
-ns = {"__name__": "compute"}
-exec(compile(src, "compute.py", "exec"), ns)
-print(json.dumps(ns["run"](1)))
-`
+	code := benchComputeCode(t)
 	open := func(noInstrument bool) *Runtime {
 		t0 := time.Now()
 		rt, err := OpenRuntime(dir, RuntimeOptions{CacheDir: cacheDir, noInstrument: noInstrument,
@@ -352,6 +344,20 @@ func benchMedian(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// benchComputeCode is guest code that runs bench/compute.py once and prints its parts' times
+// as JSON: the workload of the overhead benchmarks.
+func benchComputeCode(t testing.TB) string {
+	src, err := os.ReadFile(filepath.Join("..", "bench", "compute.py"))
+	require.NoError(t, err)
+	// A Go-quoted string is a valid Python str literal with the same value (same escapes).
+	return "src = " + strconv.Quote(string(src)) + "\n" + `
+import json
+ns = {"__name__": "compute"}
+exec(compile(src, "compute.py", "exec"), ns)
+print(json.dumps(ns["run"](1)))
+`
 }
 
 // benchProcessCPU is the user+system CPU time of the process, all threads.
