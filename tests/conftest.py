@@ -7,11 +7,11 @@ Test dependencies: ``pytest`` and ``pytest-timeout==2.4.0`` (optional but
 recommended; every test then gets a default timeout of ``DEFAULT_TIMEOUT_S``
 seconds, method "thread", unless it carries its own ``@pytest.mark.timeout``).
 
-Later-slice tests live in ``test_later_<topic>.py`` files.  They are not
-collected until their topic is enabled, either by adding the topic to
-``ENABLED_LATER`` below or through the environment variable
-``ERYX_TEST_LATER`` (a comma-separated list of topics, or ``all``), e.g.
-``ERYX_TEST_LATER=callbacks,streaming pytest tests/``.
+``test_later_<topic>.py`` files specify features of the contract that are not built yet
+(networking §3.3–3.4 and SandboxFactory §10, the next issues): they are not collected until
+their topic is enabled, by adding it to ``ENABLED_LATER`` below (when the feature lands, rename
+the file to ``test_<topic>.py``) or through the environment variable ``ERYX_TEST_LATER`` (a
+comma-separated list of topics, or ``all``), e.g. ``ERYX_TEST_LATER=network pytest tests/``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import pytest
 
 DEFAULT_TIMEOUT_S = 60
 
-# Topics of test_later_<topic>.py files that are enabled by default.  The
-# lead adds a topic here when its feature lands.
-ENABLED_LATER: set[str] = {"callbacks", "streaming", "async", "volumes", "cli", "fuel"}
+# Topics of test_later_<topic>.py files collected by default (none: see the module docstring).
+ENABLED_LATER: set[str] = set()
 
 _LATER_ENV = "ERYX_TEST_LATER"
 

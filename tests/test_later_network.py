@@ -104,14 +104,14 @@ def fetch(sb, url):
 def test_networking_off_by_default(sandbox, http_server):
     port = http_server.server_address[1]
     r = run(sandbox, f"""
-        import socket
+        import errno, socket
         try:
             socket.create_connection(("127.0.0.1", {port}))
         except PermissionError as e:
-            print(e.errno, str(e))
+            print(e.errno == errno.EACCES, str(e))
     """)
-    import errno
-    assert r.stdout.startswith(f"{errno.EACCES} ")
+    # errno values are the guest's (WASI numbers them differently from Linux).
+    assert r.stdout.startswith("True ")
     assert r.stdout.endswith("not permitted: networking is not enabled for this sandbox")
 
 
