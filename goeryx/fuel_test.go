@@ -308,7 +308,7 @@ func TestFuelNormalModuleUnchanged(t *testing.T) {
 
 	wasm, err := os.ReadFile(filepath.Join(dir, rt.manifest.Wasm))
 	require.NoError(t, err)
-	plain, st, err := instrument.Instrument(wasm)
+	plain, st, err := instrument.InstrumentRuntime(wasm)
 	require.NoError(t, err)
 	assert.Zero(t, st.Segments)
 	assert.Zero(t, st.Exits)
@@ -316,7 +316,7 @@ func TestFuelNormalModuleUnchanged(t *testing.T) {
 	require.NoError(t, err)
 	cached, err := openDiskCache(cacheDir).load(kindModule, moduleCacheKey(&rt.manifest))
 	require.NoError(t, err)
-	assert.Equal(t, plain, cached, "the normal module is Instrument's output, as before fuel existed")
+	assert.Equal(t, plain, cached, "the normal module is InstrumentRuntime's output, as before fuel existed")
 	fuel, err := openDiskCache(cacheDir).load(kindFuelModule, fuelModuleCacheKey(&rt.manifest, ""))
 	if err == nil {
 		assert.NotEqual(t, cached, fuel)

@@ -13,9 +13,11 @@ import (
 
 // Timing of the interrupt machinery.
 const (
-	// tickBudget is how many loop headers the guest passes between two ticks: about 3 ms of
-	// CPython (≈20 M loop headers/s), so deadlines are noticed promptly and a stop-the-world
-	// never waits long for a busy guest (measured in goeryx/internal/instrument).
+	// tickBudget is how many instrumented loop headers the guest passes between two ticks:
+	// about 2-3 ms of CPython's C code (sum(range(...)): ≈2.3 ms), so deadlines are noticed
+	// promptly and a stop-the-world never waits long for a busy guest (measured in
+	// goeryx/internal/instrument). The bytecode loop is not instrumented: the runtime ticks
+	// from its eval-breaker check every 1-2 ms of Python (instrument.EvalLoopFunctions).
 	tickBudget = 1 << 16
 	// hardStopGrace is how long the guest may keep running after the cooperative interrupt
 	// ("about 1 s", API.md §2.1): short enough that a C-level loop, which never reaches a
@@ -140,7 +142,7 @@ func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() {
 			r.requestStop()
-			inst.forceTick() // tick at the next loop header
+			inst.forceTick() // tick at the next instrumented loop header (Python: its own countdown, ≤ 2 ms)
 		})
 	}
 	return r
@@ -186,8 +188,8 @@ func (inst *instance) interrupt() {
 	if _, err := inst.callExport("eryx_interrupt"); err != nil {
 		panic(err)
 	}
-	// Make the next loop header tick again soon, to notice a guest that suppresses it (a fuel
-	// module ticks within a chunk anyway).
+	// Make the next instrumented loop header tick again soon, to notice a guest that
+	// suppresses it (the eval loop ticks from its countdown; a fuel module within a chunk).
 	if !inst.fuel {
 		inst.setBudget(tickBudget)
 	}

@@ -292,7 +292,7 @@ func (rt *Runtime) instrumentedModule(dir string, s *startupInfo) ([]byte, []ins
 	s.since("read+sha256 python.wasm", t)
 	t = time.Now()
 	if !rt.noInstrument {
-		if wasm, _, err = instrument.Instrument(wasm); err != nil {
+		if wasm, _, err = instrument.InstrumentRuntime(wasm); err != nil {
 			return nil, nil, initError("cannot instrument guest runtime: %v", err)
 		}
 	}

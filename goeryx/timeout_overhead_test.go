@@ -51,6 +51,13 @@ import (
 // GOERYX_BENCH_ROUNDS (default 8) clean rounds wanted. GOERYX_BENCH_CACHE (default
 // $TMPDIR/goeryx-timeout-overhead-cache) is the cache directory of both runtimes (their
 // startup-cache keys differ): the first process compiles both, about twice the empty-cache start.
+//
+// Part of the mechanism is in the runtime itself (the countdown in CPython's eval-breaker
+// check that ticks from C, runtime/patches/cpython-eval-tick.patch), which noInstrument does
+// not remove. GOERYX_BENCH_BASELINE_DIR, when set, is the runtime directory of the
+// uninstrumented variants: a runtime built without that patch (the honest baseline: the same
+// CPython without any of the mechanism). Unset, the baseline is GOERYX_RUNTIME_DIR
+// uninstrumented, which measures the engine's instrumentation and tick only.
 func TestTimeoutMechanismOverhead(t *testing.T) {
 	if os.Getenv("GOERYX_BENCH") != "1" {
 		t.Skip("benchmark: set GOERYX_BENCH=1 (and GOERYX_RUNTIME_DIR) to run it")
@@ -137,12 +144,20 @@ func overheadChild(t *testing.T) {
 		cacheDir = filepath.Join(os.TempDir(), "goeryx-timeout-overhead-cache")
 	}
 	code := benchComputeCode(t)
+	baseDir := os.Getenv("GOERYX_BENCH_BASELINE_DIR")
+	if baseDir == "" {
+		baseDir = dir
+	}
 	open := func(noInstrument bool) *Runtime {
 		t0 := time.Now()
-		rt, err := OpenRuntime(dir, RuntimeOptions{CacheDir: cacheDir, noInstrument: noInstrument,
+		d := dir
+		if noInstrument {
+			d = baseDir
+		}
+		rt, err := OpenRuntime(d, RuntimeOptions{CacheDir: cacheDir, noInstrument: noInstrument,
 			Logf: func(f string, a ...any) { t.Logf(f, a...) }})
 		require.NoError(t, err)
-		t.Logf("opened the runtime (instrumented: %v) in %.2f s", !noInstrument, time.Since(t0).Seconds())
+		t.Logf("opened the runtime %s (instrumented: %v) in %.2f s", d, !noInstrument, time.Since(t0).Seconds())
 		// The instrumentation exports its budget global; the baseline must not have it.
 		inst, err := rt.instantiate(context.Background(), &instanceConfig{}, rt.memory)
 		require.NoError(t, err)

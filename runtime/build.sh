@@ -77,7 +77,7 @@ TOOL_PKGS=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 binaryen)
 recipe() {   # everything that determines the artifact, hashed
   { echo "$KNOBS"
     for p in "${TOOL_PKGS[@]}"; do echo "$p=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"; done
-    for f in "$HERE/build.sh" "$PINS" "$HERE/mkstdlib.py" "$HERE"/eryx/* "$ABI_DIR/eryx_abi.h"; do
+    for f in "$HERE/build.sh" "$PINS" "$HERE/mkstdlib.py" "$HERE"/eryx/* "$HERE"/patches/*.patch "$ABI_DIR/eryx_abi.h"; do
       echo "== ${f#"$REPO"/}"; cat "$f"; done; } | sha256sum | cut -c1-24
 }
 RECIPE=$(recipe)
@@ -97,7 +97,7 @@ fi
 
 # ------------------------------------------------------------------------------- 0. packages
 APT_PKGS=("${TOOL_PKGS[@]}"
-          gcc make pkg-config xz-utils curl ca-certificates dpkg-dev tcl
+          gcc make patch pkg-config xz-utils curl ca-certificates dpkg-dev tcl
           libssl-dev zlib1g-dev libffi-dev libsqlite3-dev libbz2-dev liblzma-dev
           libreadline-dev libncurses-dev libgdbm-dev libgdbm-compat-dev uuid-dev)
 missing=()
@@ -301,8 +301,12 @@ WASM_CONFIGURE=(--host=wasm32-wasip1 --build="$(uname -m)-pc-linux-gnu" --disabl
 SETUP_LOCAL="*static*
 _sqlite3 _sqlite/blob.c _sqlite/connection.c _sqlite/cursor.c _sqlite/microprotocols.c _sqlite/module.c _sqlite/prepare_protocol.c _sqlite/row.c _sqlite/statement.c _sqlite/util.c -I\$(srcdir)/Modules/_sqlite -I$D/include -DPY_SQLITE_HAVE_SERIALIZE -L$D/lib -lsqlite3"
 # (the cache path is left out of the key: same tree name, same sysconfigdata, wherever $CACHE is)
+# the CPython patches (runtime/patches/*.patch, applied in name order with patch -p1) are part of
+# the key: changing one rebuilds the CPython objects
+CPY_PATCHES=("$HERE"/patches/*.patch)
 CPY_ID=$( { echo "cpython-wasm-v3 $(pin_sha python3.13) $TC_ID $DEPS_ID $NATIVE_ID $WASM_OPTFLAGS"
-            printf '%s\n' "${WASM_CONFIGURE[@]}" "${SETUP_LOCAL//"$CACHE"/@CACHE@}"; } | sha | cut -c1-12)
+            printf '%s\n' "${WASM_CONFIGURE[@]}" "${SETUP_LOCAL//"$CACHE"/@CACHE@}"
+            for f in "${CPY_PATCHES[@]}"; do echo "== ${f##*/}"; cat "$f"; done; } | sha | cut -c1-12)
 CPY=$CACHE/wasi/cpython-$CPY_ID
 SRC=$CPY/Python-$PYVER
 BLD=$CPY/build
@@ -318,6 +322,9 @@ if [ ! -f "$CPY/.done" ]; then
   # strings): the artifact is the same wherever $CACHE is
   rm -rf "$CPY"; mkdir -p "$BLD/Modules"
   tar -C "$CPY" -xf "$PY_TAR"
+  for f in "${CPY_PATCHES[@]}"; do
+    logged "$CPY/patch.log" patch -d "$SRC" -p1 --forward --no-backup-if-mismatch -i "$f" || die "patch ${f##*/} does not apply"
+  done
   printf '%s\n' "$SETUP_LOCAL" > "$BLD/Modules/Setup.local"
   ( cd "$BLD"
     logged "$CPY/configure.log" env CONFIG_SITE="$SRC/Tools/wasm/config.site-wasm32-wasi" \

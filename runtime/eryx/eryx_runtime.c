@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include "Python.h"
 #include "pycore_ceval.h"   /* _Py_set_eval_breaker_bit, _PY_ASYNC_EXCEPTION_BIT */
+#include "pycore_emscripten_signal.h"   /* _Py_EryxTick (runtime/patches/cpython-eval-tick.patch) */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,11 @@ ERYX_IMPORT(ERYX_IMPORT_HOST_TAKE)
 extern int32_t eryx_import_host_take(void *dst, int32_t dst_cap);
 ERYX_IMPORT(ERYX_IMPORT_TICK)
 extern void eryx_import_tick(void);
+
+/* The evaluation loop ticks every ERYX_TICK_PERIOD + 1 periodic checks (_Py_EryxTick, below). */
+#ifndef ERYX_TICK_PERIOD
+#define ERYX_TICK_PERIOD 16384
+#endif
 
 /* ---- state -------------------------------------------------------------------------------- */
 static PyThreadState *g_tstate;   /* the main (only) thread state, set by eryx_init */
@@ -343,6 +349,9 @@ eryx_call(const char *req, int32_t req_len)
     }
     /* An interrupt only ever applies to the eryx_call during which it was scheduled. */
     clear_pending_interrupt();
+    /* Every call starts with a full period: where the ticks fall (and so the instructions a
+     * fuel-metered run executes) does not depend on earlier calls. */
+    _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
     PyObject *arg = PyBytes_FromStringAndSize(req, req_len);
     PyObject *res = arg != NULL ? PyObject_CallOneArg(g_handler, arg) : NULL;
     Py_XDECREF(arg);
@@ -408,6 +417,22 @@ ERYX_EXPORT(ERYX_EXPORT_TICK_ANCHOR)
 void
 eryx_tick_anchor(void)
 {
+    eryx_import_tick();
+}
+
+/* ---- the evaluation loop's tick (runtime/patches/cpython-eval-tick.patch) ----------------
+ * The engine does not instrument the loop headers of _PyEval_EvalFrameDefault (one per
+ * bytecode: the dispatch loop). Instead, CPython's own periodic check (CHECK_EVAL_BREAKER at
+ * RESUME, JUMP_BACKWARD and the CALL family, and RESUME_CHECK) counts this clock down and
+ * calls _Py_EryxTick when it is 0: every ERYX_TICK_PERIOD + 1 checks, the host's tick runs
+ * (about every 1-3 ms of busy Python, see runtime/README.md). The tick may re-enter
+ * eryx_interrupt; the check that called it then sees the eval breaker at once. */
+int _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
+
+void
+_Py_EryxTick(void)
+{
+    _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
     eryx_import_tick();
 }
 

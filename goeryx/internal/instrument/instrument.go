@@ -16,6 +16,7 @@ const ExportBudget = "eryx_budget"
 type Stats struct {
 	Functions     int      // function bodies walked
 	Loops         int      // loop headers instrumented
+	SkippedLoops  int      // loop headers left alone in the skipped functions (InstrumentSkip)
 	Segments      int      // fuel mode: straight-line segments charged (InstrumentFuel)
 	Exits         int      // fuel mode: function exits that flush the pending charge
 	TickFunc      uint32   // function index of the tick import the inserted code calls
@@ -29,6 +30,47 @@ type Stats struct {
 // () -> (). The input is not modified.
 func Instrument(module []byte) ([]byte, *Stats, error) {
 	return instrument(module, config{})
+}
+
+// EvalLoopFunctions are the functions of the goeryx runtime (runtime/, CPython 3.13) whose loop
+// headers the engine leaves uninstrumented: InstrumentSkip(module, EvalLoopFunctions) is the
+// engine's loop-header mode.
+//
+// _PyEval_EvalFrameDefault is CPython's bytecode interpreter: its dispatch is a wasm loop, so
+// a budget check there runs once per bytecode, which cost +7..9.5% of CPU on bench/compute.py.
+// The runtime ticks from CPython's own periodic check instead (runtime/patches/
+// cpython-eval-tick.patch: CHECK_EVAL_BREAKER at RESUME, JUMP_BACKWARD and the CALL family,
+// and RESUME_CHECK, count a C global down and call the tick import when it reaches 0). Every
+// other loop inside the function is bounded by its operands (argument copies, stack unwinding),
+// and every unbounded Python-level loop goes through one of those instructions; C code called
+// from the interpreter (sum(range(...)), re, ...) keeps its instrumented loop headers.
+var EvalLoopFunctions = []string{"_PyEval_EvalFrameDefault"}
+
+// EvalTickFunction is the runtime function that ticks from CPython's periodic check
+// (EvalLoopFunctions). InstrumentRuntime requires it, so that a runtime built without the
+// patch is not run with an uninstrumented evaluation loop.
+const EvalTickFunction = "_Py_EryxTick"
+
+// InstrumentRuntime is the engine's loop-header mode for the goeryx runtime:
+// InstrumentSkip(module, EvalLoopFunctions), after checking that the module defines
+// EvalTickFunction.
+func InstrumentRuntime(module []byte) ([]byte, *Stats, error) {
+	m, err := parseModule(module)
+	if err != nil {
+		return nil, nil, fmt.Errorf("instrument: %w", err)
+	}
+	if _, err := m.definedFuncsNamed([]string{EvalTickFunction}); err != nil {
+		return nil, nil, fmt.Errorf("instrument: the runtime does not tick from its evaluation loop (rebuild it with runtime/build.sh): %w", err)
+	}
+	return InstrumentSkip(module, EvalLoopFunctions)
+}
+
+// InstrumentSkip is Instrument, except that the loop headers of the functions named in skip
+// (looked up in the module's name section, subsection 1) are left alone. It fails if a listed
+// name is not the name of a function defined by the module (or the module has no name
+// section): a renamed function must not silently lose its ticks nor keep its instrumentation.
+func InstrumentSkip(module []byte, skip []string) ([]byte, *Stats, error) {
+	return instrument(module, config{skip: skip})
 }
 
 // config holds the knobs that are not part of the product API.
@@ -47,6 +89,9 @@ type config struct {
 	fuel bool
 	// fuelOracle selects the reference fuel rewrite (FuelOracle).
 	fuelOracle bool
+	// skip names the functions whose loop headers are left alone (InstrumentSkip; not with
+	// fuel, which counts every instruction).
+	skip []string
 }
 
 // Section ids.
@@ -399,6 +444,14 @@ func instrument(in []byte, cfg config) ([]byte, *Stats, error) {
 			return nil, nil, fmt.Errorf("instrument: %s.%s must have type () -> ()", abi.ImportModule, abi.ImportTick)
 		}
 	}
+	if len(cfg.skip) > 0 {
+		if cfg.fuel || cfg.fuelOracle || cfg.addTickImport {
+			return nil, nil, errors.New("instrument: skipping functions is only for the loop-header mode of a module that imports tick")
+		}
+		if rw.skip, err = m.definedFuncsNamed(cfg.skip); err != nil {
+			return nil, nil, fmt.Errorf("instrument: %w", err)
+		}
+	}
 	rw.stats.TickFunc = uint32(m.tickFunc)
 	rw.stats.BudgetGlobal = m.globalImports + m.definedGlobal
 	rw.budgetI64 = cfg.budgetI64
@@ -453,11 +506,12 @@ type rewriter struct {
 	loopSnippet []byte
 
 	budgetI64  bool
-	fuel       bool   // fuel rewrite (fuel.go)
-	fuelOracle bool   // the reference fuel rewrite
-	shift      bool   // renumber functions (an import was appended)
-	shiftFrom  uint32 // first function index to shift by one
-	addType    bool   // append the type () -> ()
+	fuel       bool            // fuel rewrite (fuel.go)
+	fuelOracle bool            // the reference fuel rewrite
+	shift      bool            // renumber functions (an import was appended)
+	shiftFrom  uint32          // first function index to shift by one
+	addType    bool            // append the type () -> ()
+	skip       map[uint32]bool // defined-function (body) indices whose loops are left alone
 
 	scratch []byte
 	// fuelIns and fuelStack are fuelBody's buffers, reused across bodies.
@@ -647,7 +701,7 @@ func (rw *rewriter) code(payload []byte) ([]byte, error) {
 		if rw.fuel {
 			rw.scratch, err = rw.fuelBody(rw.scratch[:0], body, i)
 		} else {
-			rw.scratch, err = rw.body(rw.scratch[:0], body)
+			rw.scratch, err = rw.body(rw.scratch[:0], body, rw.skip[i])
 		}
 		if err != nil {
 			return nil, fmt.Errorf("function %d (body %d): %w", rw.m.funcImports+i, i, err)
@@ -663,7 +717,8 @@ func (rw *rewriter) code(payload []byte) ([]byte, error) {
 }
 
 // body appends the rewritten function body (locals and expression, without the size).
-func (rw *rewriter) body(out, body []byte) ([]byte, error) {
+// With skipLoops, the loop headers are counted (Stats.SkippedLoops) but not instrumented.
+func (rw *rewriter) body(out, body []byte, skipLoops bool) ([]byte, error) {
 	w := walker{r: reader{b: body}}
 	groups, err := w.r.u32()
 	if err != nil {
@@ -686,6 +741,10 @@ func (rw *rewriter) body(out, body []byte) ([]byte, error) {
 		}
 		switch in.op {
 		case opLoop:
+			if skipLoops {
+				rw.stats.SkippedLoops++
+				continue
+			}
 			out = append(out, body[last:in.end]...)
 			out = append(out, rw.loopSnippet...)
 			last = in.end
@@ -898,6 +957,70 @@ func (rw *rewriter) nameSection(p []byte) ([]byte, error) {
 		out = append(out, id)
 		out = appendU32(out, uint32(len(q)))
 		out = append(out, q...)
+	}
+	return out, nil
+}
+
+// definedFuncsNamed maps the names in names to defined-function (body) indices through the
+// name section's function names. Every name must be found, once, on a defined function.
+func (m *module) definedFuncsNamed(names []string) (map[uint32]bool, error) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	found := make(map[string]uint32, len(names))
+	for i := range m.sections {
+		s := &m.sections[i]
+		if s.id != secCustom || s.name != "name" {
+			continue
+		}
+		r := reader{b: s.payload}
+		if _, err := r.name(); err != nil {
+			return nil, fmt.Errorf("name section: %w", err)
+		}
+		for !r.eof() {
+			id, _ := r.byte()
+			sub, err := r.name()
+			if err != nil {
+				return nil, fmt.Errorf("name section: %w", err)
+			}
+			if id != 1 {
+				continue
+			}
+			sr := reader{b: sub}
+			n, err := sr.u32()
+			if err != nil {
+				return nil, fmt.Errorf("name section: %w", err)
+			}
+			for j := uint32(0); j < n; j++ {
+				f, err := sr.u32()
+				if err != nil {
+					return nil, fmt.Errorf("name section: %w", err)
+				}
+				name, err := sr.name()
+				if err != nil {
+					return nil, fmt.Errorf("name section: %w", err)
+				}
+				if !want[string(name)] {
+					continue
+				}
+				if _, dup := found[string(name)]; dup {
+					return nil, fmt.Errorf("function name %q appears twice in the name section", name)
+				}
+				found[string(name)] = f
+			}
+		}
+	}
+	out := make(map[uint32]bool, len(names))
+	for _, n := range names {
+		f, ok := found[n]
+		if !ok {
+			return nil, fmt.Errorf("function %q not found in the name section", n)
+		}
+		if f < m.funcImports || f-m.funcImports >= m.numFuncs {
+			return nil, fmt.Errorf("function %q (index %d) is not a defined function", n, f)
+		}
+		out[f-m.funcImports] = true
 	}
 	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -574,4 +576,60 @@ func getBudget(m api.Module) int64 {
 		return int64(api.DecodeI32(g.Get()))
 	}
 	return int64(g.Get())
+}
+
+// TestInstrumentSkip: the loop headers of the named functions are left alone, the others are
+// instrumented as usual, and a name that is missing (or names an import) is an error.
+func TestInstrumentSkip(t *testing.T) {
+	names := customSec("name", cat([]byte{1}, func() []byte {
+		p := vec(cat(u32(0), str("tick")), cat(u32(fnCount), str("count_fn")), cat(u32(fnSpin), str("spin_fn")))
+		return cat(u32(uint32(len(p))), p)
+	}()))
+	in := coreModule(names)
+	out, st, err := InstrumentSkip(in, []string{"count_fn"})
+	require.NoError(t, err)
+	assert.Equal(t, 7, st.Loops)
+	assert.Equal(t, 1, st.SkippedLoops)
+
+	h := newHost(t, nil)
+	m := h.instantiate(out)
+	const big = int64(1) << 30
+	setBudget(m, big)
+	require.Equal(t, int32(100), call1(t, m, "count", 100))
+	assert.Equal(t, big, getBudget(m), "count's loop is not instrumented")
+	_, headers := modelNested(20)
+	require.Equal(t, func() int32 { w, _ := modelNested(20); return w }(), call1(t, m, "nested", 20))
+	assert.Equal(t, headers, big-getBudget(m), "nested's loops are")
+
+	for _, skip := range [][]string{{"nope"}, {"count_fn", "nope"}, {"tick"}} {
+		_, _, err := InstrumentSkip(in, skip)
+		require.Error(t, err, "%v", skip)
+	}
+	_, _, err = InstrumentSkip(coreModule(), []string{"count_fn"}) // no name section
+	require.ErrorContains(t, err, "not found in the name section")
+	_, _, err = InstrumentRuntime(in) // no _Py_EryxTick
+	require.ErrorContains(t, err, EvalTickFunction)
+	out, st, err = InstrumentSkip(in, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 8, st.Loops)
+	assert.Zero(t, st.SkippedLoops)
+}
+
+// TestInstrumentRuntimeModule checks InstrumentRuntime on the built runtime
+// (GOERYX_RUNTIME_DIR): it ticks from its evaluation loop and the loops of
+// _PyEval_EvalFrameDefault are found and skipped.
+func TestInstrumentRuntimeModule(t *testing.T) {
+	dir := os.Getenv("GOERYX_RUNTIME_DIR")
+	if dir == "" {
+		t.Skip("GOERYX_RUNTIME_DIR not set")
+	}
+	wasm, err := os.ReadFile(filepath.Join(dir, "python.wasm"))
+	require.NoError(t, err)
+	_, all, err := Instrument(wasm)
+	require.NoError(t, err)
+	_, st, err := InstrumentRuntime(wasm)
+	require.NoError(t, err)
+	t.Logf("%d loops instrumented, %d skipped (of %d)", st.Loops, st.SkippedLoops, all.Loops)
+	assert.Positive(t, st.SkippedLoops)
+	assert.Equal(t, all.Loops, st.Loops+st.SkippedLoops)
 }
