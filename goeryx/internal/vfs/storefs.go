@@ -264,37 +264,32 @@ func (f *storeFS) Rename(from, to string) experimentalsys.Errno {
 }
 
 func (f *storeFS) Rmdir(path string) experimentalsys.Errno {
-	comps, _, errno := guestPath(path)
-	if errno != 0 {
-		return errno
-	}
-	if f.opts.ReadOnly {
-		return experimentalsys.EACCES
-	}
-	if len(comps) == 0 {
-		return experimentalsys.EPERM
-	}
-	s := f.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir, name, errno := s.walkParent(comps)
-	if errno != 0 {
-		return errno
-	}
-	n := dir.children[name]
-	switch {
-	case n == nil:
-		return experimentalsys.ENOENT
-	case !n.isDir:
-		return experimentalsys.ENOTDIR
-	case len(n.children) > 0:
-		return experimentalsys.ENOTEMPTY
-	}
-	s.unlink(dir, name, n)
-	return 0
+	return f.remove(path, func(n *node, _ bool) experimentalsys.Errno {
+		switch {
+		case !n.isDir:
+			return experimentalsys.ENOTDIR
+		case len(n.children) > 0:
+			return experimentalsys.ENOTEMPTY
+		}
+		return 0
+	})
 }
 
 func (f *storeFS) Unlink(path string) experimentalsys.Errno {
+	return f.remove(path, func(n *node, dirOnly bool) experimentalsys.Errno {
+		switch {
+		case n.isDir:
+			return experimentalsys.EISDIR
+		case dirOnly:
+			return experimentalsys.ENOTDIR
+		}
+		return 0
+	})
+}
+
+// remove unlinks the entry at path once check accepts it (Rmdir, Unlink); dirOnly says the
+// path ended with "/". The mount point itself cannot be removed.
+func (f *storeFS) remove(path string, check func(n *node, dirOnly bool) experimentalsys.Errno) experimentalsys.Errno {
 	comps, dirOnly, errno := guestPath(path)
 	if errno != 0 {
 		return errno
@@ -313,13 +308,11 @@ func (f *storeFS) Unlink(path string) experimentalsys.Errno {
 		return errno
 	}
 	n := dir.children[name]
-	switch {
-	case n == nil:
+	if n == nil {
 		return experimentalsys.ENOENT
-	case n.isDir:
-		return experimentalsys.EISDIR
-	case dirOnly:
-		return experimentalsys.ENOTDIR
+	}
+	if errno := check(n, dirOnly); errno != 0 {
+		return errno
 	}
 	s.unlink(dir, name, n)
 	return 0
