@@ -48,8 +48,8 @@ func lookup[T any](h C.longlong) (T, error) {
 	return zero, errInvalidHandle
 }
 
-// unregister removes h. Only VFS, sandbox and session handles can be freed: the runtime is
-// opened once per process and lives as long as it.
+// unregister removes h. Only VFS, sandbox, session and cancel-token handles can be freed: the
+// runtime is opened once per process and lives as long as it.
 func unregister(h int64) (*entry, error) {
 	handles.Lock()
 	defer handles.Unlock()
@@ -58,7 +58,7 @@ func unregister(h int64) (*entry, error) {
 		return nil, errInvalidHandle
 	}
 	switch e.obj.(type) {
-	case *goeryx.VFS, *goeryx.Sandbox, *goeryx.Session:
+	case *goeryx.VFS, *goeryx.Sandbox, *goeryx.Session, *cancelToken:
 	default:
 		return nil, errInvalidHandle
 	}

@@ -913,3 +913,14 @@ def test_shared_vfs_outlives_its_handle(sandbox):
     _eryx.sandbox_execute(h, "pass\n")
     _eryx.handle_free(store)  # the sandbox keeps its store
     _eryx.sandbox_execute(h, "pass\n")
+
+
+def test_cancel_token_lifecycle():
+    t = _eryx.token_new()
+    assert type(t) is int and t > 0
+    _eryx.token_cancel(t)
+    _eryx.token_cancel(t)  # cancelling twice is harmless
+    _eryx.handle_free(t)
+    for fn in (_eryx.token_cancel, _eryx.handle_free):
+        with pytest.raises(ValueError, match="invalid or closed eryx handle"):
+            fn(t)

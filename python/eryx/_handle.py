@@ -72,14 +72,13 @@ class Handle:
             if self._closed:
                 return False
             self._closed = True
+            # The closer uses the handle too: calls ending meanwhile must not free it.
+            self._in_flight += 1
         try:
             if self._closer is not None:
                 self._closer(self._handle)
         finally:
-            with self._lock:
-                free = self._ready_to_free()
-            if free:
-                self._free()
+            self._release()
         return True
 
     def finalize(self) -> None:
