@@ -41,6 +41,24 @@ func TestStripData(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, make([]byte, 1100), got, "stripped segments must write nothing")
 
+	// Every segment left is passive (wazero evaluates no offset at instantiation), indices kept.
+	cm, err := r.CompileModule(ctx, stripped)
+	require.NoError(t, err)
+	defer cm.Close(ctx)
+	sp := sectionPayload(t, stripped, secData)
+	rd := reader{b: sp}
+	n, err := rd.u32()
+	require.NoError(t, err)
+	require.Equal(t, uint32(3), n)
+	for i := 0; i < 2; i++ {
+		flags, err := rd.u32()
+		require.NoError(t, err)
+		require.Equal(t, uint32(1), flags, "segment %d", i)
+		size, err := rd.u32()
+		require.NoError(t, err)
+		require.Zero(t, size, "segment %d", i)
+	}
+
 	// The original still writes them: the test module is what we think it is.
 	orig, err := r.InstantiateWithConfig(ctx, dataModule(), wazero.NewModuleConfig().WithName("orig"))
 	require.NoError(t, err)
@@ -54,4 +72,18 @@ func TestStripDataRejectsBadModules(t *testing.T) {
 	m := dataModule()
 	_, _, err = StripData(m[:len(m)-3])
 	require.Error(t, err)
+}
+
+// sectionPayload is the payload of the module's section id.
+func sectionPayload(t *testing.T, module []byte, id byte) []byte {
+	t.Helper()
+	secs, err := parseSections(module)
+	require.NoError(t, err)
+	for _, s := range secs {
+		if s.id == id {
+			return s.payload
+		}
+	}
+	t.Fatalf("no section %d", id)
+	return nil
 }
