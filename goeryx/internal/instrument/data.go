@@ -12,11 +12,11 @@ type DataSegment struct {
 }
 
 // StripData returns a copy of module whose active data segments are replaced by empty passive
-// ones, and the segments' contents. The engine starts interpreters from a memory image that already holds (and has
-// since modified) that data, so letting wazero copy it in at every instantiation would only
-// cost time and dirty copy-on-write pages; the one interpreter that boots from scratch gets the
-// segments written by the host instead. Segment indices are unchanged (the data count section
-// stays valid); passive segments are kept as they are.
+// ones, and the segments' contents. The engine starts interpreters from a memory image that
+// already holds (and has since modified) that data, so letting wazero copy it in at every
+// instantiation would only cost time and dirty copy-on-write pages; the one interpreter that
+// boots from scratch gets the segments written by the host instead. Segment indices are
+// unchanged (the data count section stays valid); passive segments are kept as they are.
 func StripData(module []byte) ([]byte, []DataSegment, error) {
 	secs, err := parseSections(module)
 	if err != nil {
@@ -80,10 +80,10 @@ func stripDataPayload(p []byte) ([]byte, []DataSegment, error) {
 				return nil, nil, err
 			}
 			segs = append(segs, DataSegment{Offset: offset, Data: data})
-			// An empty passive segment: at instantiation wazero evaluates the offset of every
-			// active segment, even an empty one, and wasm-opt leaves thousands of them (a
-			// third of a fresh interpreter's start-up). memory.init/data.drop of an empty
-			// segment behave the same either way.
+			// An empty passive segment: wazero evaluates the offset of every active segment at
+			// each instantiation, even an empty one, and wasm-opt leaves thousands of them
+			// (over half of a fresh Sandbox's CPU). memory.init/data.drop of an empty segment
+			// behave the same either way.
 			out = appendU32(out, 1)
 			out = appendU32(out, 0) // no bytes
 		case 1: // passive: bytes
