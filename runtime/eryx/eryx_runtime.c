@@ -351,7 +351,7 @@ eryx_call(const char *req, int32_t req_len)
     clear_pending_interrupt();
     /* Every call starts with a full period: where the ticks fall (and so the instructions a
      * fuel-metered run executes) does not depend on earlier calls. */
-    _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
+    _Py_EryxSetClock(ERYX_TICK_PERIOD);
     PyObject *arg = PyBytes_FromStringAndSize(req, req_len);
     PyObject *res = arg != NULL ? PyObject_CallOneArg(g_handler, arg) : NULL;
     Py_XDECREF(arg);
@@ -423,16 +423,21 @@ eryx_tick_anchor(void)
 /* ---- the evaluation loop's tick (runtime/patches/cpython-eval-tick.patch) ----------------
  * The engine does not instrument the loop headers of _PyEval_EvalFrameDefault (one per
  * bytecode: the dispatch loop). Instead, CPython's own periodic check (CHECK_EVAL_BREAKER at
- * RESUME, JUMP_BACKWARD and the CALL family, and RESUME_CHECK) counts this clock down and
- * calls _Py_EryxTick when it is 0: every ERYX_TICK_PERIOD + 1 checks, the host's tick runs
- * (about every 1-3 ms of busy Python, see runtime/README.md). The tick may re-enter
- * eryx_interrupt; the check that called it then sees the eval breaker at once. */
-int _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
+ * RESUME, JUMP_BACKWARD and the CALL family, and RESUME_CHECK) counts a clock down and calls
+ * _Py_EryxTick when it is 0: every ERYX_TICK_PERIOD + 1 checks, the host's tick runs (about
+ * every 1-3 ms of busy Python, see runtime/README.md). The tick may re-enter eryx_interrupt;
+ * the check that called it then sees the eval breaker at once.
+ * The clock is a mutable wasm global, defined here (the patch declares it): a global costs the
+ * engine one load or store, a C variable in linear memory adds bounds checks. It is not part of
+ * the memory image; it starts at 0 in every instance (so the first check ticks) and eryx_call
+ * sets it to a full period. */
+__asm__(".globl eryx_tick_clock\n"
+        "eryx_tick_clock:\n");
 
 void
 _Py_EryxTick(void)
 {
-    _Py_emscripten_signal_clock = ERYX_TICK_PERIOD;
+    _Py_EryxSetClock(ERYX_TICK_PERIOD);
     eryx_import_tick();
 }
 
