@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -370,7 +371,12 @@ def w_sessions_rss(eryx, a):
 
 
 def w_throughput(eryx, a):
-    """N threads each looping Sandbox()+execute('print(1)') for a.seconds; N = 1, 2."""
+    """N threads (N = 1, 2) each looping Sandbox()+execute('print(1)').
+
+    The speed of a shared VM drifts by tens of percent within seconds, which a 5 s run of one
+    thread followed by a 5 s run of two would take for a difference in scaling. So the two are
+    interleaved: a.rounds windows of a.seconds / a.rounds per N, the order alternating every
+    round; each N's figures sum its windows, and every round also gives its own 2/1 ratio."""
     def once():
         r = eryx.Sandbox().execute(HELLO)
         assert r.stdout == "1"
@@ -379,8 +385,8 @@ def w_throughput(eryx, a):
     ws = [threading.Thread(target=lambda: [once() for _ in range(a.warmup)]) for _ in range(2)]
     [t.start() for t in ws]
     [t.join() for t in ws]
-    res = {}
-    for n in (1, 2):
+
+    def window(n, seconds):
         counts = [0] * n
         errors = []
         start = threading.Barrier(n + 1)
@@ -396,9 +402,8 @@ def w_throughput(eryx, a):
                 errors.append(repr(e))
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         [t.start() for t in ts]
-        load0 = loadavg()
         others = OtherCPU()
-        deadline[0] = ns() + int(a.seconds * 1e9)
+        deadline[0] = ns() + int(seconds * 1e9)
         c0 = time.process_time_ns()
         t0 = ns()
         start.wait()
@@ -407,10 +412,33 @@ def w_throughput(eryx, a):
         cpu = time.process_time_ns() - c0
         if errors:
             raise RuntimeError(f"{n} threads: {errors[0]}")
-        res[str(n)] = {"runs": sum(counts), "per_thread": counts, "wall_s": wall / 1e9,
-                       "runs_per_s": sum(counts) / (wall / 1e9), "cpu_per_wall": cpu / wall,
-                       "cpu_per_run_ms": cpu / sum(counts) / 1e6, "others_cores": others.cores(), "load_before": load0,
-                       "load_after": loadavg()}
+        oc = others.cores()
+        return counts, wall, cpu, None if oc is None else oc * wall
+
+    rounds = max(1, a.rounds)
+    acc = {n: {"counts": [0] * n, "wall": 0, "cpu": 0, "others": 0.0, "load_before": loadavg()}
+           for n in (1, 2)}
+    ratios = []
+    for r in range(rounds):
+        speed = {}
+        for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+            counts, wall, cpu, others = window(n, a.seconds / rounds)
+            x = acc[n]
+            x["counts"] = [c + d for c, d in zip(x["counts"], counts)]
+            x["wall"] += wall
+            x["cpu"] += cpu
+            x["others"] = None if others is None or x["others"] is None else x["others"] + others
+            speed[n] = sum(counts) / wall
+        ratios.append(speed[2] / speed[1])
+    res = {}
+    for n, x in acc.items():
+        runs = sum(x["counts"])
+        res[str(n)] = {"runs": runs, "per_thread": x["counts"], "wall_s": x["wall"] / 1e9,
+                       "runs_per_s": runs / (x["wall"] / 1e9), "cpu_per_wall": x["cpu"] / x["wall"],
+                       "cpu_per_run_ms": x["cpu"] / runs / 1e6,
+                       "others_cores": None if x["others"] is None else x["others"] / x["wall"],
+                       "load_before": x["load_before"], "load_after": loadavg()}
+    res["round_ratios"] = ratios
     return res
 
 
@@ -444,6 +472,7 @@ def add_args(ap):
     ap.add_argument("--mem-runs", type=int, default=10_000)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--first-warm", type=int, default=7)
 
 
@@ -626,6 +655,10 @@ def build_rows(R, ncpu):
         row("throughput", "  2 threads / 1 thread" + (" (machine busy: inconclusive)" if disturbed else ""),
             two / one, "x", target=f">= 1.8 ({ncpu} cores)", ok=None if disturbed else two / one >= 1.8,
             others=max(o1 or 0, o2 or 0))
+        if X.get("round_ratios"):
+            rr = sorted(X["round_ratios"])
+            row("throughput", f"  2 threads / 1 thread, per round ({len(rr)}): median (min..max)",
+                f"{statistics.median(rr):.2f} ({rr[0]:.2f}..{rr[-1]:.2f})", "x", others=o2)
         row("throughput", "  cores used (process CPU / wall), 1 / 2 threads",
             f"{X['1']['cpu_per_wall']:.2f} / {X['2']['cpu_per_wall']:.2f}", "", others=o2)
         if o2 is not None:
@@ -678,7 +711,9 @@ NOTES = """\
   interpreters once per mapping; PSS (smaps_rollup) divides them: the better measure. Per idle
   Session = (after - before) / 50 Sessions each after one execute('x = 1'), all alive.
 - throughput: N threads each looping Sandbox()+execute('print(1)') for 5 s after a warm-up that
-  also ran 2 threads at once; runs/s = all runs / wall. With other processes busy the 2/1 ratio is
+  also ran 2 threads at once, in 10 interleaved windows of 0.5 s per N (the order alternating), so
+  that a drift of the machine's speed does not pass for a difference in scaling; runs/s = all runs
+  of an N / its wall time; `per round` gives each round's own 2/1 ratio. With other processes busy the 2/1 ratio is
   inconclusive; `cores used / cores left by others` (min(2, cores - others)) then tells whether the
   two threads used what the machine left them (near 1.0: nothing in the process serializes them)."""
 
@@ -696,7 +731,7 @@ def main():
     if a.quick:
         a.runs, a.warmup, a.native_runs, a.session_new, a.session_runs = 50, 5, 5, 20, 200
         a.timeout_trials, a.timeout_conc_trials, a.mem_runs, a.sessions = 2, 1, 1000, 10
-        a.seconds, a.first_warm = 1.0, 2
+        a.seconds, a.rounds, a.first_warm = 1.0, 2, 2
     py = a.python
     if not py:
         try:
@@ -710,7 +745,7 @@ def main():
         ap.error(f"unknown sections {bad}; known: {SECTIONS}")
     passthru = []
     for k in ("runs", "warmup", "native_runs", "session_new", "session_runs", "timeout_trials",
-              "timeout_conc_trials", "mem_runs", "sessions", "seconds"):
+              "timeout_conc_trials", "mem_runs", "sessions", "seconds", "rounds"):
         passthru += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
     ncpu = os.cpu_count()
     version = subprocess.run([py, "-I", "-c", "import eryx; print(eryx.__version__, eryx.GUEST_PYTHON_VERSION)"],

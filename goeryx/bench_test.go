@@ -27,3 +27,18 @@ func BenchmarkSessionAssign(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSandboxPrintParallel runs BenchmarkSandboxPrint's loop on GOMAXPROCS goroutines
+// (-cpu 1,2 compares one core with two: the engine alone, without the Python layer's GIL).
+func BenchmarkSandboxPrintParallel(b *testing.B) {
+	rt := runtimeForTest(b)
+	b.RunParallel(func(pb *testing.PB) {
+		sb, _ := rt.NewSandbox(&Config{}, nil, nil)
+		for pb.Next() {
+			if _, err := sb.Execute(context.Background(), "print(1)"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

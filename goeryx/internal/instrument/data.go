@@ -11,98 +11,166 @@ type DataSegment struct {
 	Data   []byte
 }
 
-// StripData returns a copy of module whose active data segments are replaced by empty passive
-// ones, and the segments' contents. The engine starts interpreters from a memory image that
-// already holds (and has since modified) that data, so letting wazero copy it in at every
-// instantiation would only cost time and dirty copy-on-write pages; the one interpreter that
-// boots from scratch gets the segments written by the host instead. Segment indices are
-// unchanged (the data count section stays valid); passive segments are kept as they are.
+// StripData returns a copy of module without the contents of its active data segments, and
+// those contents. The engine starts interpreters from a memory image that already holds (and
+// has since modified) that data, so letting wazero copy it in at every instantiation would only
+// cost time and dirty copy-on-write pages; the one interpreter that boots from scratch gets the
+// segments written by the host instead. Passive segments are kept as they are.
+//
+// wazero also spends time and memory per segment at every instantiation, even on an empty
+// one, and wasm-opt leaves thousands. So when no function body names a data segment (only
+// memory.init and data.drop do), the active segments are removed and the data count section,
+// if any, is updated. Otherwise each becomes an empty passive segment, which keeps every
+// index: memory.init and data.drop of an empty segment behave the same either way.
 func StripData(module []byte) ([]byte, []DataSegment, error) {
 	secs, err := parseSections(module)
 	if err != nil {
 		return nil, nil, fmt.Errorf("strip data: %w", err)
 	}
+	keepIndices := false
+	for _, s := range secs {
+		if s.id == secCode {
+			if keepIndices, err = codeNamesDataSegments(s.payload); err != nil {
+				return nil, nil, fmt.Errorf("strip data: code section: %w", err)
+			}
+		}
+	}
+	var (
+		payload []byte
+		segs    []DataSegment
+		count   uint32 // segments left
+	)
+	for _, s := range secs {
+		if s.id == secData {
+			if payload, segs, count, err = stripDataPayload(s.payload, keepIndices); err != nil {
+				return nil, nil, fmt.Errorf("strip data: data section: %w", err)
+			}
+		}
+	}
 	out := make([]byte, 0, len(module))
 	out = append(out, header...)
-	var segs []DataSegment
 	for _, s := range secs {
-		if s.id != secData {
+		switch s.id {
+		case secData:
+			out = appendSection(out, secData, payload)
+		case secDataCount:
+			out = appendSection(out, secDataCount, appendU32(nil, count))
+		default:
 			out = append(out, s.raw...)
-			continue
 		}
-		payload, found, err := stripDataPayload(s.payload)
-		if err != nil {
-			return nil, nil, fmt.Errorf("strip data: data section: %w", err)
-		}
-		segs = found
-		out = append(out, secData)
-		out = appendU32(out, uint32(len(payload)))
-		out = append(out, payload...)
 	}
 	return out, segs, nil
 }
 
-func stripDataPayload(p []byte) ([]byte, []DataSegment, error) {
+func appendSection(out []byte, id byte, payload []byte) []byte {
+	out = append(out, id)
+	out = appendU32(out, uint32(len(payload)))
+	return append(out, payload...)
+}
+
+// codeNamesDataSegments reports whether a function body of the code section payload p uses
+// memory.init or data.drop.
+func codeNamesDataSegments(p []byte) (bool, error) {
 	r := reader{b: p}
 	n, err := r.u32()
 	if err != nil {
-		return nil, nil, err
+		return false, err
 	}
-	out := appendU32(nil, n)
-	var segs []DataSegment
+	for i := uint32(0); i < n; i++ {
+		size, err := r.u32()
+		if err != nil {
+			return false, fmt.Errorf("body %d: %w", i, err)
+		}
+		body, err := r.bytes(int(size))
+		if err != nil {
+			return false, fmt.Errorf("body %d: %w", i, err)
+		}
+		w := walker{r: reader{b: body}}
+		if err := w.skipLocals(); err != nil {
+			return false, fmt.Errorf("body %d: %w", i, err)
+		}
+		for !w.done() {
+			in, err := w.next()
+			if err != nil {
+				return false, fmt.Errorf("body %d: %w", i, err)
+			}
+			if in.op == opPrefixMisc && (in.sub == miscMemoryInit || in.sub == miscDataDrop) {
+				return true, nil
+			}
+		}
+	}
+	return false, trailing(&r)
+}
+
+// stripDataPayload returns the data section payload p without the active segments' contents
+// (see StripData; keepIndices: as empty passive segments, else removed), those contents, and
+// the number of segments left.
+func stripDataPayload(p []byte, keepIndices bool) ([]byte, []DataSegment, uint32, error) {
+	r := reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var (
+		segments []byte // the segments left, without their count
+		segs     []DataSegment
+		left     uint32
+	)
 	for i := uint32(0); i < n; i++ {
 		start := r.p
 		flags, err := r.u32()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		switch flags {
 		case 0, 2: // active: [memidx] offset-expr bytes
 			if flags == 2 {
 				mem, err := r.u32()
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, 0, err
 				}
 				if mem != 0 {
-					return nil, nil, fmt.Errorf("segment %d: memory %d (only memory 0 is supported)", i, mem)
+					return nil, nil, 0, fmt.Errorf("segment %d: memory %d (only memory 0 is supported)", i, mem)
 				}
 			}
 			offset, err := constI32(&r)
 			if err != nil {
-				return nil, nil, fmt.Errorf("segment %d: %w", i, err)
+				return nil, nil, 0, fmt.Errorf("segment %d: %w", i, err)
 			}
 			size, err := r.u32()
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			data, err := r.bytes(int(size))
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			segs = append(segs, DataSegment{Offset: offset, Data: data})
-			// An empty passive segment: wazero evaluates the offset of every active segment at
-			// each instantiation, even an empty one, and wasm-opt leaves thousands of them
-			// (over half of a fresh Sandbox's CPU). memory.init/data.drop of an empty segment
-			// behave the same either way.
-			out = appendU32(out, 1)
-			out = appendU32(out, 0) // no bytes
+			if keepIndices {
+				// Passive: wazero evaluates the offset of every active segment at each
+				// instantiation, even an empty one.
+				segments = appendU32(segments, 1)
+				segments = appendU32(segments, 0) // no bytes
+				left++
+			}
 		case 1: // passive: bytes
 			size, err := r.u32()
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			if _, err := r.bytes(int(size)); err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
-			out = append(out, p[start:r.p]...)
+			segments = append(segments, p[start:r.p]...)
+			left++
 		default:
-			return nil, nil, fmt.Errorf("segment %d: unknown flags %d", i, flags)
+			return nil, nil, 0, fmt.Errorf("segment %d: unknown flags %d", i, flags)
 		}
 	}
 	if err := trailing(&r); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return out, segs, nil
+	return append(appendU32(nil, left), segments...), segs, left, nil
 }
 
 // constI32 reads an offset expression `i32.const N end`.

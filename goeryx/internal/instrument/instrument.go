@@ -720,19 +720,9 @@ func (rw *rewriter) code(payload []byte) ([]byte, error) {
 // With skipLoops, the loop headers are counted (Stats.SkippedLoops) but not instrumented.
 func (rw *rewriter) body(out, body []byte, skipLoops bool) ([]byte, error) {
 	w := walker{r: reader{b: body}}
-	groups, err := w.r.u32()
-	if err != nil {
-		return nil, fmt.Errorf("locals: %w", err)
+	if err := w.skipLocals(); err != nil {
+		return nil, err
 	}
-	for i := uint32(0); i < groups; i++ {
-		if _, err := w.r.u32(); err != nil {
-			return nil, fmt.Errorf("locals: %w", err)
-		}
-		if err := w.r.valType(); err != nil {
-			return nil, fmt.Errorf("locals: %w", err)
-		}
-	}
-	w.depth = 1
 	last := 0 // body[last:] is not copied yet
 	for !w.done() {
 		in, err := w.next()

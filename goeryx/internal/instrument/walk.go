@@ -34,7 +34,10 @@ const (
 	opPrefixMisc  = 0xfc
 	opPrefixSIMD  = 0xfd
 	opPrefixAtom  = 0xfe
-	blockTypeVoid = 0x40
+	// 0xFC sub-opcodes that name a data segment
+	miscMemoryInit = 8
+	miscDataDrop   = 9
+	blockTypeVoid  = 0x40
 )
 
 // Immediate shapes of the one-byte opcodes.
@@ -124,6 +127,25 @@ type walker struct {
 func newWalker(b []byte, p int) walker { return walker{r: reader{b: b, p: p}, depth: 1} }
 
 func (w *walker) done() bool { return w.depth == 0 }
+
+// skipLocals skips the local declarations at the start of a function body; the walker is then
+// at the body's expression.
+func (w *walker) skipLocals() error {
+	groups, err := w.r.u32()
+	if err != nil {
+		return fmt.Errorf("locals: %w", err)
+	}
+	for i := uint32(0); i < groups; i++ {
+		if _, err := w.r.u32(); err != nil {
+			return fmt.Errorf("locals: %w", err)
+		}
+		if err := w.r.valType(); err != nil {
+			return fmt.Errorf("locals: %w", err)
+		}
+	}
+	w.depth = 1
+	return nil
+}
 
 // next decodes the instruction at the current position.
 func (w *walker) next() (in instr, err error) {
