@@ -29,6 +29,8 @@ __all__ = ["EngineConfig", "DEFAULT_VFS_MOUNT_PATH", "check_secrets", "check_vol
 DEFAULT_VFS_MOUNT_PATH = "/data"
 SITE_PACKAGES = "/site-packages"
 GUEST_PREFIX = "/usr/local"  # ERYX_GUEST_PREFIX in goeryx/internal/abi/eryx_abi.h
+# json.dumps builds a new encoder on every call that passes options.
+_CONFIG_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 
 def _stdlib_dir() -> str:
@@ -202,4 +204,4 @@ class EngineConfig:
             config["stream_stdout"] = True
         if self.on_stderr is not None:
             config["stream_stderr"] = True
-        return json.dumps(config, ensure_ascii=True, allow_nan=False).encode("ascii")
+        return _CONFIG_ENCODER.encode(config).encode("ascii")

@@ -141,7 +141,13 @@ class ResourceLimits:
         return f"ResourceLimits({fields})"
 
     def __copy__(self) -> ResourceLimits:
-        return ResourceLimits(**self._values())
+        # The values were checked when they were set: copy them as they are (this runs for
+        # every Sandbox and Session).
+        new = object.__new__(ResourceLimits)
+        for name in _FIELDS:
+            attr = f"_{name}"
+            setattr(new, attr, getattr(self, attr))
+        return new
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceLimits:
         return self.__copy__()
