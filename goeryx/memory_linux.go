@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +23,14 @@ type memfdBacking struct {
 	image    []byte
 	pagemap  *os.File // nil if unreadable: then every reset drops the whole range
 	pageSize uint64
+	scratch  sync.Pool // *resetScratch: resets run concurrently, each needs its own
+}
+
+// resetScratch holds the buffers of one reset (tens of KB of pagemap entries per reset would
+// otherwise be garbage).
+type resetScratch struct {
+	entries []byte
+	dirty   []uint64
 }
 
 // Pages of the image that a reset copies back at most; beyond that it drops them.
@@ -95,7 +104,12 @@ func (b *memfdBacking) reset(buf []byte, used uint64) error {
 			return err
 		}
 	}
-	dirty, err := b.privatePages(buf[:img])
+	scratch, _ := b.scratch.Get().(*resetScratch)
+	if scratch == nil {
+		scratch = new(resetScratch)
+	}
+	defer b.scratch.Put(scratch)
+	dirty, err := b.privatePages(buf[:img], scratch)
 	if err != nil {
 		return unix.Madvise(buf[:img], unix.MADV_DONTNEED)
 	}
@@ -122,16 +136,21 @@ const (
 )
 
 // privatePages returns the indices of the pages of mem that the guest has written (present,
-// not file-backed). Pages swapped out would also be private; treat them like present ones.
-func (b *memfdBacking) privatePages(mem []byte) ([]uint64, error) {
+// not file-backed), in s's buffers. Pages swapped out would also be private; treat them like
+// present ones.
+func (b *memfdBacking) privatePages(mem []byte, s *resetScratch) ([]uint64, error) {
 	pg := b.pageSize
 	n := uint64(len(mem)) / pg
-	entries := make([]byte, n*8)
+	if uint64(cap(s.entries)) < n*8 {
+		s.entries = make([]byte, n*8)
+	}
+	entries := s.entries[:n*8]
 	off := int64(uintptr(unsafe.Pointer(&mem[0])) / uintptr(pg) * 8)
 	if _, err := b.pagemap.ReadAt(entries, off); err != nil {
 		return nil, err
 	}
-	var dirty []uint64
+	dirty := s.dirty[:0]
+	defer func() { s.dirty = dirty[:0] }()
 	for i := uint64(0); i < n; i++ {
 		e := binary.LittleEndian.Uint64(entries[i*8:])
 		if e&(pagemapPresent|1<<62) != 0 && e&pagemapFile == 0 {
