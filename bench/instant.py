@@ -123,6 +123,17 @@ def log(msg):
 
 # ============================================================================== worker side
 
+def steal_seconds():
+    """CPU time the hypervisor gave to others while this VM's vCPUs wanted to run (/proc/stat
+    steal), in seconds summed over the vCPUs; None where unknown."""
+    try:
+        with open("/proc/stat") as f:
+            v = f.readline().split()
+        return int(v[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_share(seconds=0.25):
     """CPU time / wall time of a pure-Python spin on this thread (about 1.0 when idle)."""
     c0, w0 = time.thread_time_ns(), ns()
@@ -403,6 +414,7 @@ def w_throughput(eryx, a):
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         [t.start() for t in ts]
         others = OtherCPU()
+        steal0 = steal_seconds()
         deadline[0] = ns() + int(seconds * 1e9)
         c0 = time.process_time_ns()
         t0 = ns()
@@ -410,20 +422,23 @@ def w_throughput(eryx, a):
         [t.join() for t in ts]
         wall = ns() - t0
         cpu = time.process_time_ns() - c0
+        steal1 = steal_seconds()
         if errors:
             raise RuntimeError(f"{n} threads: {errors[0]}")
         oc = others.cores()
-        return counts, wall, cpu, None if oc is None else oc * wall
+        steal = None if steal0 is None or steal1 is None else (steal1 - steal0) * 1e9
+        return counts, wall, cpu, None if oc is None else oc * wall, steal
 
     rounds = max(1, a.rounds)
-    acc = {n: {"counts": [0] * n, "wall": 0, "cpu": 0, "others": 0.0, "load_before": loadavg()}
-           for n in (1, 2)}
+    acc = {n: {"counts": [0] * n, "wall": 0, "cpu": 0, "others": 0.0, "steal": 0.0,
+               "load_before": loadavg()} for n in (1, 2)}
     ratios = []
     for r in range(rounds):
         speed = {}
         for n in ((1, 2) if r % 2 == 0 else (2, 1)):
-            counts, wall, cpu, others = window(n, a.seconds / rounds)
+            counts, wall, cpu, others, steal = window(n, a.seconds / rounds)
             x = acc[n]
+            x["steal"] = None if steal is None or x["steal"] is None else x["steal"] + steal
             x["counts"] = [c + d for c, d in zip(x["counts"], counts)]
             x["wall"] += wall
             x["cpu"] += cpu
@@ -437,6 +452,7 @@ def w_throughput(eryx, a):
                        "runs_per_s": runs / (x["wall"] / 1e9), "cpu_per_wall": x["cpu"] / x["wall"],
                        "cpu_per_run_ms": x["cpu"] / runs / 1e6,
                        "others_cores": None if x["others"] is None else x["others"] / x["wall"],
+                       "steal_cores": None if x["steal"] is None else x["steal"] / x["wall"],
                        "load_before": x["load_before"], "load_after": loadavg()}
     res["round_ratios"] = ratios
     return res
@@ -667,6 +683,11 @@ def build_rows(R, ncpu):
             left = max(0.01, min(2.0, ncpu - o2))
             row("throughput", f"  2 threads: cores used / cores left by others ({left:.2f})",
                 X["2"]["cpu_per_wall"] / left, "x", others=o2)
+        if X["1"].get("steal_cores") is not None and X["2"].get("steal_cores") is not None:
+            # In a VM, time the hypervisor runs others on our vCPUs: counted in neither the
+            # process's CPU time nor other processes' (it is in `others` too).
+            row("throughput", "  hypervisor steal (cores), 1 / 2 threads",
+                f"{X['1']['steal_cores']:.2f} / {X['2']['steal_cores']:.2f}", "", others=o2)
         row("throughput", "  CPU per run, 1 / 2 threads", f"{X['1']['cpu_per_run_ms']:.3f} / "
             f"{X['2']['cpu_per_run_ms']:.3f}", "ms", others=o2)
     return rows

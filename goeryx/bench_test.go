@@ -42,3 +42,22 @@ func BenchmarkSandboxPrintParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkNewSandboxPrint is what the Python layer does per run with the default
+// ResourceLimits: a new Sandbox, one execute, close.
+func BenchmarkNewSandboxPrint(b *testing.B) {
+	rt := runtimeForTest(b)
+	timeout, callbackTimeout, memory, invocations := int64(30_000), int64(10_000), int64(128<<20), int64(1000)
+	cfg := &Config{Limits: Limits{ExecutionTimeoutMS: &timeout, CallbackTimeoutMS: &callbackTimeout,
+		MaxMemoryBytes: &memory, MaxCallbackInvocations: &invocations}}
+	for i := 0; i < b.N; i++ {
+		sb, err := rt.NewSandbox(cfg, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sb.Execute(context.Background(), "print(1)"); err != nil {
+			b.Fatal(err)
+		}
+		sb.Close()
+	}
+}
