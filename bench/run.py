@@ -265,8 +265,9 @@ def w_threads(system, a):
     ws = [threading.Thread(target=lambda: [once() for _ in range(3)]) for _ in range(2)]
     [t.start() for t in ws]
     [t.join() for t in ws]
-    res = {}
-    for n in a.threads:
+    # The VM's speed drifts within seconds: the thread counts take turns in short windows (as
+    # in bench/instant.py), so that drift does not pass for a difference in scaling.
+    def window(n, seconds):
         counts = [0] * n
         errors = []
         start = threading.Barrier(n + 1)
@@ -282,7 +283,7 @@ def w_threads(system, a):
                 errors.append(repr(e))
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         [t.start() for t in ts]
-        deadline[0] = ns() + int(a.seconds * 1e9)
+        deadline[0] = ns() + int(seconds * 1e9)
         c0 = cpu_ns()
         t0 = ns()
         start.wait()
@@ -291,7 +292,17 @@ def w_threads(system, a):
         cpu = cpu_ns() - c0
         if errors:
             raise RuntimeError(f"{n} threads: {errors[0]}")
-        res[str(n)] = {"runs": sum(counts), "wall_s": wall / 1e9, "runs_per_s": sum(counts) / (wall / 1e9),
+        return sum(counts), wall, cpu
+
+    acc = {n: [0, 0, 0] for n in a.threads}  # runs, wall, cpu
+    rounds = max(1, a.rounds)
+    for r in range(rounds):
+        for n in (a.threads if r % 2 == 0 else a.threads[::-1]):
+            runs, wall, cpu = window(n, a.seconds / rounds)
+            acc[n] = [acc[n][0] + runs, acc[n][1] + wall, acc[n][2] + cpu]
+    res = {}
+    for n, (runs, wall, cpu) in acc.items():
+        res[str(n)] = {"runs": runs, "wall_s": wall / 1e9, "runs_per_s": runs / (wall / 1e9),
                        "cpu_per_wall": cpu / wall}
     return res
 
@@ -326,6 +337,7 @@ def worker_main(argv):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     ap.add_argument("--compute-file", default=COMPUTE_FILE)
     a = ap.parse_args(argv)
@@ -357,8 +369,9 @@ NOTES = [
           "its compiled code and stdlib in $TMPDIR/eryx-embedded); the kernel page cache stays warm."),
     ("5", "(VmRSS after - before) / {sessions}: {sessions} Sessions each after one execute('x = 1'), "
           "all kept alive, one warm-up Session created before 'before'."),
-    ("6", "N threads each looping Sandbox()+execute('print(1)') for {seconds:g} s; runs/s = all runs "
-          "/ wall. native: a fresh process per run."),
+    ("6", "N threads each looping Sandbox()+execute('print(1)') for {seconds:g} s, in 10 windows per N "
+          "that alternate with the other N (so that a drift of the machine's speed does not pass for a "
+          "scaling difference); runs/s = all runs / wall. native: a fresh process per run."),
 ]
 
 
