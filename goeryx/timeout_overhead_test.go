@@ -56,7 +56,8 @@ import (
 // check that ticks from C, runtime/patches/cpython-eval-tick.patch), which noInstrument does
 // not remove. GOERYX_BENCH_BASELINE_DIR, when set, is the runtime directory of the
 // uninstrumented variants: a runtime built without that patch (the honest baseline: the same
-// CPython without any of the mechanism). Unset, the baseline is GOERYX_RUNTIME_DIR
+// CPython without any of the mechanism; `ERYX_EVAL_TICK=no bash runtime/build.sh | tail -1`
+// builds it). Unset, the baseline is GOERYX_RUNTIME_DIR
 // uninstrumented, which measures the engine's instrumentation and tick only.
 func TestTimeoutMechanismOverhead(t *testing.T) {
 	if os.Getenv("GOERYX_BENCH") != "1" {

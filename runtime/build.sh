@@ -45,6 +45,9 @@ ERYX_WASM_OPT=${ERYX_WASM_OPT:--O3}
 ERYX_PYMALLOC=${ERYX_PYMALLOC:-yes}
 ERYX_ALLOCATOR=${ERYX_ALLOCATOR:-default}
 ERYX_STDLIB=${ERYX_STDLIB:-bytecode}
+# no: without patches/cpython-eval-tick.patch, the baseline of goeryx's
+# TestTimeoutMechanismOverhead (GOERYX_BENCH_BASELINE_DIR); the engine runs it uninstrumented only
+ERYX_EVAL_TICK=${ERYX_EVAL_TICK:-yes}
 ERYX_MAX_MEMORY=4294967296
 DEPS_OPT="-O2"
 
@@ -72,7 +75,7 @@ logged() {
 
 # ------------------------------------------------------------------------------- recipe hash
 [ -f "$ABI_DIR/eryx_abi.h" ] || die "missing $ABI_DIR/eryx_abi.h"
-KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT"
+KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT eval_tick=$ERYX_EVAL_TICK"
 TOOL_PKGS=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 binaryen)
 recipe() {   # everything that determines the artifact, hashed
   { echo "$KNOBS"
@@ -304,6 +307,13 @@ _sqlite3 _sqlite/blob.c _sqlite/connection.c _sqlite/cursor.c _sqlite/microproto
 # the CPython patches (runtime/patches/*.patch, applied in name order with patch -p1) are part of
 # the key: changing one rebuilds the CPython objects
 CPY_PATCHES=("$HERE"/patches/*.patch)
+case $ERYX_EVAL_TICK in
+  yes) ;;
+  no) kept=()
+      for f in "${CPY_PATCHES[@]}"; do [ "${f##*/}" = cpython-eval-tick.patch ] || kept+=("$f"); done
+      CPY_PATCHES=("${kept[@]}") ;;
+  *) die "ERYX_EVAL_TICK must be yes or no" ;;
+esac
 CPY_ID=$( { echo "cpython-wasm-v3 $(pin_sha python3.13) $TC_ID $DEPS_ID $NATIVE_ID $WASM_OPTFLAGS"
             printf '%s\n' "${WASM_CONFIGURE[@]}" "${SETUP_LOCAL//"$CACHE"/@CACHE@}"
             for f in "${CPY_PATCHES[@]}"; do echo "== ${f##*/}"; cat "$f"; done; } | sha | cut -c1-12)
@@ -350,6 +360,7 @@ case $ERYX_ALLOCATOR in
   mimalloc) ERYX_CFLAGS="-DERYX_ALLOCATOR_MIMALLOC" ;;
   *) die "ERYX_ALLOCATOR must be default or mimalloc" ;;
 esac
+[ "$ERYX_EVAL_TICK" = no ] && ERYX_CFLAGS="$ERYX_CFLAGS -DERYX_NO_EVAL_TICK"
 logged "$AT/link.log" env PATH="$TC/bin:$PATH" "${MAKE_WASM[@]}" ERYX_SRC="$HERE/eryx" ERYX_ABI="$ABI_DIR" ERYX_CFLAGS="$ERYX_CFLAGS" \
   ERYX_OUT="$AT" ERYX_MAX_MEMORY="$ERYX_MAX_MEMORY" "$AT/python.wasm"
 if [ -n "$ERYX_WASM_OPT" ]; then
@@ -433,6 +444,7 @@ m = {
         "target": "wasm32-wasip1", "exec_model": "reactor",
         "cflags": "$WASM_OPTFLAGS", "lto": "$ERYX_LTO", "wasm_opt": "$ERYX_WASM_OPT" or None,
         "pymalloc": "$ERYX_PYMALLOC" == "yes", "allocator": "$ERYX_ALLOCATOR", "stdlib_format": "$ERYX_STDLIB",
+        "eval_tick": "$ERYX_EVAL_TICK" == "yes",
         "max_memory": $ERYX_MAX_MEMORY, "deps_cflags": "$DEPS_OPT",
         "configure": "${WASM_CONFIGURE[*]}",
         "compiler": "$("$LLVM/clang" --version | head -1)",

@@ -351,7 +351,9 @@ eryx_call(const char *req, int32_t req_len)
     clear_pending_interrupt();
     /* Every call starts with a full period: where the ticks fall (and so the instructions a
      * fuel-metered run executes) does not depend on earlier calls. */
+#ifndef ERYX_NO_EVAL_TICK
     _Py_EryxSetClock(ERYX_TICK_PERIOD);
+#endif
     PyObject *arg = PyBytes_FromStringAndSize(req, req_len);
     PyObject *res = arg != NULL ? PyObject_CallOneArg(g_handler, arg) : NULL;
     Py_XDECREF(arg);
@@ -431,6 +433,7 @@ eryx_tick_anchor(void)
  * engine one load or store, a C variable in linear memory adds bounds checks. It is not part of
  * the memory image; it starts at 0 in every instance (so the first check ticks) and eryx_call
  * sets it to a full period. */
+#ifndef ERYX_NO_EVAL_TICK /* ERYX_EVAL_TICK=no (runtime/build.sh): a baseline without the patch */
 __asm__(".globl eryx_tick_clock\n"
         "eryx_tick_clock:\n");
 
@@ -440,6 +443,7 @@ _Py_EryxTick(void)
     _Py_EryxSetClock(ERYX_TICK_PERIOD);
     eryx_import_tick();
 }
+#endif
 
 /* wasi-libc caches the WASI preopens (the mounts) in linear memory the first time a path is
  * resolved. An instance started from a memory image must forget the image's table and read
