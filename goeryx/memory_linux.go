@@ -149,15 +149,14 @@ func (b *memfdBacking) privatePages(mem []byte, s *resetScratch) ([]uint64, erro
 	if _, err := b.pagemap.ReadAt(entries, off); err != nil {
 		return nil, err
 	}
-	dirty := s.dirty[:0]
-	defer func() { s.dirty = dirty[:0] }()
+	s.dirty = s.dirty[:0]
 	for i := uint64(0); i < n; i++ {
 		e := binary.LittleEndian.Uint64(entries[i*8:])
 		if e&(pagemapPresent|1<<62) != 0 && e&pagemapFile == 0 {
-			dirty = append(dirty, i)
+			s.dirty = append(s.dirty, i)
 		}
 	}
-	return dirty, nil
+	return s.dirty, nil
 }
 
 func (b *memfdBacking) unmap(buf []byte) { _ = unix.Munmap(buf) }

@@ -71,20 +71,8 @@ func appendSection(out []byte, id byte, payload []byte) []byte {
 // codeNamesDataSegments reports whether a function body of the code section payload p uses
 // memory.init or data.drop.
 func codeNamesDataSegments(p []byte) (bool, error) {
-	r := reader{b: p}
-	n, err := r.u32()
-	if err != nil {
-		return false, err
-	}
-	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
-		if err != nil {
-			return false, fmt.Errorf("body %d: %w", i, err)
-		}
-		body, err := r.bytes(int(size))
-		if err != nil {
-			return false, fmt.Errorf("body %d: %w", i, err)
-		}
+	found := false
+	err := forEachBody(p, nil, func(i uint32, body []byte) (bool, error) {
 		w := walker{r: reader{b: body}}
 		if err := w.skipLocals(); err != nil {
 			return false, fmt.Errorf("body %d: %w", i, err)
@@ -95,11 +83,13 @@ func codeNamesDataSegments(p []byte) (bool, error) {
 				return false, fmt.Errorf("body %d: %w", i, err)
 			}
 			if in.op == opPrefixMisc && (in.sub == miscMemoryInit || in.sub == miscDataDrop) {
+				found = true
 				return true, nil
 			}
 		}
-	}
-	return false, trailing(&r)
+		return false, nil
+	})
+	return found, err
 }
 
 // stripDataPayload returns the data section payload p without the active segments' contents

@@ -679,41 +679,62 @@ func appendVecEntry(payload, entry []byte) ([]byte, error) {
 
 // code rewrites the code section.
 func (rw *rewriter) code(payload []byte) ([]byte, error) {
-	r := reader{b: payload}
-	n, err := r.u32()
-	if err != nil {
-		return nil, err
-	}
-	if n != rw.m.numFuncs {
-		return nil, fmt.Errorf("%d functions declared, %d bodies", rw.m.numFuncs, n)
-	}
 	out := make([]byte, 0, len(payload)+len(payload)/8)
-	out = appendU32(out, n)
-	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
-		if err != nil {
-			return nil, fmt.Errorf("body %d: %w", i, err)
+	count := func(n uint32) error {
+		if n != rw.m.numFuncs {
+			return fmt.Errorf("%d functions declared, %d bodies", rw.m.numFuncs, n)
 		}
-		body, err := r.bytes(int(size))
-		if err != nil {
-			return nil, fmt.Errorf("body %d: %w", i, err)
-		}
+		out = appendU32(out, n)
+		return nil
+	}
+	err := forEachBody(payload, count, func(i uint32, body []byte) (bool, error) {
+		var err error
 		if rw.fuel {
 			rw.scratch, err = rw.fuelBody(rw.scratch[:0], body, i)
 		} else {
 			rw.scratch, err = rw.body(rw.scratch[:0], body, rw.skip[i])
 		}
 		if err != nil {
-			return nil, fmt.Errorf("function %d (body %d): %w", rw.m.funcImports+i, i, err)
+			return false, fmt.Errorf("function %d (body %d): %w", rw.m.funcImports+i, i, err)
 		}
 		out = appendU32(out, uint32(len(rw.scratch)))
 		out = append(out, rw.scratch...)
 		rw.stats.Functions++
-	}
-	if err := trailing(&r); err != nil {
+		return false, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// forEachBody reads the code section payload p: it passes the number of bodies to count (if
+// not nil), then each body (locals and expression) to each, in order, until each says stop.
+func forEachBody(p []byte, count func(n uint32) error, each func(i uint32, body []byte) (stop bool, err error)) error {
+	r := reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if count != nil {
+		if err := count(n); err != nil {
+			return err
+		}
+	}
+	for i := uint32(0); i < n; i++ {
+		size, err := r.u32()
+		if err != nil {
+			return fmt.Errorf("body %d: %w", i, err)
+		}
+		body, err := r.bytes(int(size))
+		if err != nil {
+			return fmt.Errorf("body %d: %w", i, err)
+		}
+		if stop, err := each(i, body); stop || err != nil {
+			return err
+		}
+	}
+	return trailing(&r)
 }
 
 // body appends the rewritten function body (locals and expression, without the size).
