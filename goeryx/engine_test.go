@@ -278,7 +278,7 @@ func TestSandboxStateNeverLeaksThroughPooledMemory(t *testing.T) {
 	sb, err := rt.NewSandbox(&Config{}, nil, nil)
 	require.NoError(t, err)
 	ctx := context.Background()
-	for i := 0; i < 30; i++ {
+	for i := 0; i < 300; i++ {
 		_, err := sb.Execute(ctx, fmt.Sprintf(
 			"import json, sys, random\njson.leak = 'x' * %d\nsys.leak = list(range(%d))\nbig = bytearray(%d)\n",
 			1000*(i+1), 5000*(i%7+1), (i%5)*(8<<20)))
@@ -286,5 +286,37 @@ func TestSandboxStateNeverLeaksThroughPooledMemory(t *testing.T) {
 		res, err := sb.Execute(ctx, "import json, sys\nprint(hasattr(json, 'leak'), hasattr(sys, 'leak'), 'big' in globals())")
 		require.NoError(t, err)
 		require.Equal(t, "False False False", res.Stdout, "run %d", i)
+	}
+}
+
+// cancelledHooks' callback waits for its context and returns the cancellation at once, as a
+// host function that honours ctx does.
+type cancelledHooks struct{ NoHooks }
+
+func (cancelledHooks) Callback(ctx context.Context, _ int, _ string, _ int64) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// TestCallbackTimeoutWinsOverCancellation: at the callback timeout the guest gets TimeoutError,
+// even when the callback returns "context canceled" the moment its context ends (the engine
+// cancels that context at the timeout; the two used to race for the outcome).
+func TestCallbackTimeoutWinsOverCancellation(t *testing.T) {
+	rt := runtimeForTest(t)
+	timeoutMS := int64(2)
+	cfg := &Config{Limits: Limits{CallbackTimeoutMS: &timeoutMS}, Callbacks: []CallbackSpec{{Name: "cb"}}}
+	sb, err := rt.NewSandbox(cfg, nil, cancelledHooks{})
+	require.NoError(t, err)
+	defer sb.Close()
+	code := `
+try:
+    await cb()
+except TimeoutError as e:
+    print(type(e).__name__, e)
+`
+	for i := 0; i < 300; i++ {
+		res, err := sb.Execute(context.Background(), code)
+		require.NoError(t, err, "run %d", i)
+		require.Equal(t, "TimeoutError callback 'cb' timed out after 2 ms", res.Stdout, "run %d", i)
 	}
 }

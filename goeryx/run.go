@@ -270,19 +270,22 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 	r.inflight[id] = cancel
 	argsJSON := string(args)
 	// The completion is delivered once: by the callback, or by the timeout (the callback's own
-	// late result is then dropped: a sync host function cannot be stopped).
-	var once sync.Once
+	// late result is then dropped: a sync host function cannot be stopped). The timeout claims
+	// the delivery before it cancels the callback's context, so a callback that returns as soon
+	// as it sees the cancellation cannot pass its "context canceled" off as the outcome.
+	var claimed atomic.Bool
 	deliver := func(c completion) {
-		once.Do(func() {
-			select {
-			case r.done <- c:
-			case <-r.finished:
-			}
-		})
+		select {
+		case r.done <- c:
+		case <-r.finished:
+		}
 	}
 	var timer *time.Timer
 	if l.callbackTimeout > 0 {
 		timer = time.AfterFunc(l.callbackTimeout, func() {
+			if !claimed.CompareAndSwap(false, true) {
+				return
+			}
 			cancel()
 			deliver(completion{id: id, err: &guestError{"TimeoutError",
 				fmt.Sprintf("callback '%s' timed out after %d ms", name, l.callbackTimeoutMS)}})
@@ -293,7 +296,9 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 		if timer != nil {
 			timer.Stop()
 		}
-		deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS))
+		if claimed.CompareAndSwap(false, true) {
+			deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS))
+		}
 	}()
 	// Most callbacks finish within microseconds: wait a moment, so that the guest gets the
 	// outcome from this very host call and skips an event-loop round trip. Concurrent
