@@ -73,11 +73,28 @@ smoke() {
     (cd "${TMPDIR:-/tmp}" && "$VENV/bin/python" -c "import eryx; print(eryx.Sandbox().execute('print(6*7)').stdout)")
 }
 
+# Every Go fuzz target (func FuzzXxx) for a few seconds each: their seed corpora already ran
+# as ordinary tests above; this looks a little further. Longer runs: SECURITY.md.
+fuzz_briefly() {
+    local fuzztime=${GOERYX_FUZZTIME:-5s} file pkg target
+    [ "$fuzztime" = 0 ] && return
+    log "Go fuzz targets, $fuzztime each"
+    while IFS=: read -r file target; do
+        pkg=./$(dirname "$file")
+        target=${target#func }; target=${target%%(*}
+        if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" > build/fuzz.log 2>&1; then
+            cat build/fuzz.log
+            die "fuzz target $target in $pkg failed (the failing input is under $pkg/testdata/fuzz/$target)"
+        fi
+    done < <(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*(' goeryx)
+}
+
 run_tests() {
     [ -f build/runtime-dir ] || die "run ./build.sh first"
     export GOERYX_RUNTIME_DIR; GOERYX_RUNTIME_DIR=$(cat build/runtime-dir)
     log "Go tests"
     go test ./goeryx/... ./runtime/...
+    fuzz_briefly
     log "Python tests"
     "$VENV/bin/python" -m pytest tests
 }

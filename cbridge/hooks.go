@@ -78,8 +78,10 @@ type callbackReply struct {
 	err    error
 }
 
-// Callback implements goeryx.Hooks. The Python call cannot be interrupted: when ctx ends first,
-// Callback returns ctx's error at once and the call's outcome is dropped when it comes.
+// Callback implements goeryx.Hooks. The Python call cannot be interrupted, so Callback
+// returns when it does, even after ctx ended (the engine has delivered the timeout or dropped
+// the call by then): the engine counts a callback in flight until Callback returns, and that
+// count is what bounds the OS threads that calls left running can hold.
 func (h *pyHooks) Callback(ctx context.Context, index int, argsJSON string, timeoutMS int64) (string, error) {
 	if h.callback == nil {
 		return goeryx.NoHooks{}.Callback(ctx, index, argsJSON, timeoutMS)
@@ -94,17 +96,12 @@ func (h *pyHooks) Callback(ctx context.Context, index int, argsJSON string, time
 		}
 		return "", &goeryx.CallbackFailure{Kind: "raised", Message: msg}
 	}
-	replies := make(chan callbackReply, 1)
-	go func() {
-		defer h.leave()
-		replies <- h.call(index, argsJSON, timeoutMS)
-	}()
-	select {
-	case r := <-replies:
-		return r.result, r.err
-	case <-ctx.Done():
-		return "", ctx.Err()
+	defer h.leave()
+	r := h.call(index, argsJSON, timeoutMS)
+	if err := ctx.Err(); err != nil {
+		return "", err
 	}
+	return r.result, r.err
 }
 
 func (h *pyHooks) call(index int, argsJSON string, timeoutMS int64) callbackReply {

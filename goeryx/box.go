@@ -2,8 +2,10 @@ package goeryx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
@@ -27,6 +29,8 @@ type box struct {
 	volumes    []vfs.Volume
 	root       experimentalsys.FS
 	secrets    *secrets
+	// callbacksInFlight counts this box's callbacks whose host function is still running.
+	callbacksInFlight atomic.Int64
 }
 
 func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
@@ -88,7 +92,8 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 // limits are the limits of one run: timeoutMS and maxFuel are the Sandbox's configured ones or
 // a Session's current ones (Session.SetExecutionTimeoutMS, SetMaxFuel).
 func (b *box) limits(timeoutMS, maxFuel *int64) *runLimits {
-	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel}
+	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel,
+		callbacksInFlight: &b.callbacksInFlight}
 	if timeoutMS != nil && *timeoutMS > 0 {
 		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}
@@ -168,13 +173,9 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 	l := b.limits(timeoutMS, maxFuel)
 	r := inst.beginRun(ctx, l)
 	var resp runResponse
-	req := map[string]any{"op": protocol.ReqRun}
-	if r.fuelMetered {
-		req["meter"] = true // the driver sends OpFuelStart right before the user's code runs
-	}
-	_, callErr := inst.request(req, []byte(code), &resp)
+	_, reqErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
 	var fuel *uint64
-	if r.metering && !r.outOfFuel {
+	if r.fuelMetered && !r.outOfFuel {
 		// The guest checks its budget at every function exit, so it cannot have overdrawn it
 		// unnoticed; the check is only a safeguard.
 		if used := inst.fuelConsumed(r); used <= r.maxFuel {
@@ -183,42 +184,24 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 		} else {
 			r.outOfFuel = true
 		}
-	} else if r.fuelMetered && !r.outOfFuel {
-		fuel = new(uint64) // the user's code never ran (it did not compile): nothing charged
 	}
 	inst.endRun(r)
 	res := &Result{
 		Stdout:              b.secrets.scrub(inst.stdout.take(), b.cfg.Scrub.Stdout),
 		Stderr:              b.secrets.scrub(inst.stderr.take(), b.cfg.Scrub.Stderr),
 		CallbackInvocations: r.invocations,
-		PeakMemoryBytes:     inst.mem.peak.Load(),
+		PeakMemoryBytes:     inst.memUse.peak.Load(),
 		FuelConsumed:        fuel,
 	}
 	res.Duration = time.Since(start)
 	if res.Duration <= 0 {
 		res.Duration = time.Nanosecond
 	}
-	stopped := r.stopRequested.Load() && (!r.interrupted.IsZero() || r.hardStopped)
-	timedOut := !stopped && (!r.interrupted.IsZero() || r.hardStopped)
-	memRefused := inst.mem.refused.Load()
+	if out, failed := b.failure(inst, r, reqErr, who, res.Stdout); failed {
+		return out
+	}
+	memRefused := inst.memUse.refused.Load()
 	switch {
-	case callErr != nil && r.cancelled.Load():
-		return runOutcome{err: &Error{Kind: KindCancelled, Message: who + " was closed during execution"}, lost: true}
-	case stopped:
-		return runOutcome{err: &Error{Kind: KindCancelled, Message: "execution was cancelled", StateLost: callErr != nil}, lost: callErr != nil}
-	case r.outOfFuel:
-		// The guest was stopped hard, possibly outside the run request (in eryx_free): its
-		// interpreter cannot be trusted any more. A Session marks the error state_lost.
-		return runOutcome{err: outOfFuelError(r.maxFuel), lost: true}
-	case callErr != nil && timedOut:
-		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l), StateLost: true}, lost: true}
-	case callErr != nil && memRefused:
-		return runOutcome{err: b.memoryError(true), lost: true}
-	case callErr != nil:
-		return runOutcome{err: &Error{Kind: KindExecution, Stdout: res.Stdout,
-			Message: "guest interpreter terminated unexpectedly: " + terminationReason(callErr)}, lost: true}
-	case timedOut:
-		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(l)}}
 	case resp.DriverError != "":
 		return runOutcome{err: &Error{Kind: KindEryx, Message: "guest driver error: " + resp.DriverError}}
 	case !resp.OK && memRefused:
@@ -230,9 +213,50 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 		}
 		return runOutcome{err: e}
 	}
-	res.ResultJSON = b.scrubResult(resp.ResultJSON)
-	res.ResultError = b.scrubResult(resp.ResultError)
+	res.ResultJSON, res.ResultError = checkResult(resp.ResultJSON, resp.ResultError)
+	res.ResultJSON = b.scrubResult(res.ResultJSON)
+	res.ResultError = b.scrubResult(res.ResultError)
 	return runOutcome{result: res}
+}
+
+// failure classifies how an operation that ran guest code under the run r ended, when it did
+// not end with a well-formed response to a request that ran to completion: closed, cancelled,
+// out of fuel, timed out, out of memory, terminated (trap, exit, hard stop) or a broken
+// protocol. reqErr is the error of inst.request. These are decided from what the host saw,
+// never from what the guest said, so that a guest cannot turn a limit into a plain error.
+func (b *box) failure(inst *instance, r *runState, reqErr error, who, stdout string) (runOutcome, bool) {
+	var broken *protocolError
+	protocolBroken := errors.As(reqErr, &broken)
+	callErr := reqErr
+	if protocolBroken {
+		callErr = nil
+	}
+	stopped := r.stopRequested.Load() && (!r.interrupted.IsZero() || r.hardStopped)
+	timedOut := !stopped && (!r.interrupted.IsZero() || r.hardStopped)
+	memRefused := inst.memUse.refused.Load()
+	switch {
+	case callErr != nil && r.cancelled.Load():
+		return runOutcome{err: &Error{Kind: KindCancelled, Message: who + " was closed during execution"}, lost: true}, true
+	case stopped:
+		return runOutcome{err: &Error{Kind: KindCancelled, Message: "execution was cancelled", StateLost: callErr != nil}, lost: callErr != nil}, true
+	case r.outOfFuel:
+		// The guest was stopped hard, possibly outside the run request (in eryx_free): its
+		// interpreter cannot be trusted any more. A Session marks the error state_lost.
+		return runOutcome{err: outOfFuelError(r.maxFuel), lost: true}, true
+	case callErr != nil && timedOut:
+		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(r.limits), StateLost: true}, lost: true}, true
+	case reqErr != nil && memRefused:
+		return runOutcome{err: b.memoryError(true), lost: true}, true
+	case callErr != nil:
+		return runOutcome{err: &Error{Kind: KindExecution, Stdout: stdout,
+			Message: "guest interpreter terminated unexpectedly: " + terminationReason(callErr)}, lost: true}, true
+	case protocolBroken:
+		// The driver is damaged: its interpreter is not used again.
+		return runOutcome{err: &Error{Kind: KindExecution, Stdout: stdout, Message: broken.Error()}, lost: true}, true
+	case timedOut:
+		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(r.limits)}}, true
+	}
+	return runOutcome{}, false
 }
 
 func (b *box) scrubResult(s *string) *string {

@@ -140,26 +140,20 @@ func (rt *Runtime) fuelInstrumentedModule() ([]byte, error) {
 // ---- the host side of a metered run ----
 
 // beginFuel sets the budget at the start of a run on inst: the loop-header budget on the
-// normal module, an unmetered chunk on the fuel module (metering starts at OpFuelStart).
+// normal module; on the fuel module, a metered run is charged from here (the host's request:
+// decoding it, compiling the code, running it, answering), and an unmetered one gets an
+// unmetered chunk. The host starts the meter, not the driver: user code can reach the driver
+// and would silence it.
 func (inst *instance) beginFuel(r *runState, maxFuel *int64) {
 	if !inst.fuel {
 		inst.setBudget(tickBudget)
 		return
 	}
-	if maxFuel != nil {
-		r.fuelMetered, r.maxFuel = true, *maxFuel
-	}
-	inst.setBudget(fuelChunk)
-}
-
-// fuelStart is OpFuelStart: the driver is about to run the user's code; fuel is counted
-// from here to the end of the run, in a fresh budget. It takes effect once per run.
-func (inst *instance) fuelStart() {
-	r := inst.run.Load()
-	if r == nil || !r.fuelMetered || r.metering || !inst.fuel {
+	if maxFuel == nil {
+		inst.setBudget(fuelChunk)
 		return
 	}
-	r.metering = true
+	r.fuelMetered, r.maxFuel = true, *maxFuel
 	r.fuelGiven = min(fuelChunk, r.maxFuel)
 	inst.setBudget(r.fuelGiven)
 }
@@ -168,7 +162,7 @@ func (inst *instance) fuelStart() {
 // fuel is overdrawn.
 func (inst *instance) fuelTick() {
 	r := inst.run.Load()
-	if r == nil || !r.metering {
+	if r == nil || !r.fuelMetered {
 		inst.setBudget(fuelChunk)
 		return
 	}
@@ -182,8 +176,8 @@ func (inst *instance) fuelTick() {
 	r.fuelGiven = used + next
 }
 
-// fuelConsumed is the fuel used since OpFuelStart (the guest is paused in a host function, or
-// done).
+// fuelConsumed is the fuel the run was charged so far (the guest is paused in a host function,
+// or done).
 func (inst *instance) fuelConsumed(r *runState) int64 {
 	return r.fuelGiven - inst.getBudget()
 }
@@ -222,44 +216,62 @@ func outOfFuelError(maxFuel int64) *Error {
 // across runs) belong to the old instance and are closed with it: in the new one their
 // numbers hold read-only placeholders, so that using them fails instead of reaching a file
 // opened later. old is left untouched on failure; on success the caller closes it.
-func (b *box) toFuelModule(ctx context.Context, old *instance) (*instance, error) {
+func (b *box) toFuelModule(ctx context.Context, old *instance, timeoutMS *int64) (*instance, runOutcome) {
 	if _, err := b.rt.fuelCompiled(); err != nil {
-		return nil, err
+		return nil, runOutcome{err: asError(err)}
 	}
+	// Both requests run in memory the user's code has shaped: under a run, with its timeout.
 	var fds struct {
 		OK  bool    `json:"ok"`
 		FDs []int64 `json:"fds"`
 	}
-	if _, err := old.request(map[string]any{"op": protocol.ReqOpenFds}, nil, &fds); err != nil || !fds.OK {
-		return nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("cannot start fuel metering: %v", errOrStatus(err, 1))}
+	if out, failed := b.guestRequest(ctx, old, timeoutMS, map[string]any{"op": protocol.ReqOpenFds}, &fds); failed {
+		return nil, out
+	} else if !fds.OK {
+		return nil, runOutcome{err: &Error{Kind: KindEryx, Message: "cannot start fuel metering: the guest driver failed"}}
 	}
 	ic, err := b.instanceConfig(true)
 	if err != nil {
-		return nil, err
+		return nil, runOutcome{err: asError(err)}
 	}
 	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
 	if err != nil {
-		return nil, initError("failed to start guest interpreter: %v", err)
+		return nil, runOutcome{err: initError("failed to start guest interpreter: %v", err)}
 	}
 	src, dst := old.mod.Memory(), inst.mod.Memory()
 	if have, need := dst.Size(), src.Size(); have < need {
 		if _, ok := dst.Grow((need - have) / wasmPageSize); !ok {
 			inst.close()
-			return nil, initError("failed to start guest interpreter: cannot grow its memory to %d bytes", need)
+			return nil, runOutcome{err: initError("failed to start guest interpreter: cannot grow its memory to %d bytes", need)}
 		}
 	}
 	data, _ := src.Read(0, src.Size())
 	dst.Write(0, data)
 	if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
 		inst.close()
-		return nil, initError("failed to start guest interpreter: %v", err)
+		return nil, runOutcome{err: initError("failed to start guest interpreter: %v", err)}
 	}
 	var resp struct {
 		OK bool `json:"ok"`
 	}
-	if _, err := inst.request(map[string]any{"op": protocol.ReqHoldFds, "fds": fds.FDs}, nil, &resp); err != nil || !resp.OK {
-		inst.close()
-		return nil, initError("failed to start guest interpreter: %v", errOrStatus(err, 1))
+	out, failed := b.guestRequest(ctx, inst, timeoutMS, map[string]any{"op": protocol.ReqHoldFds, "fds": fds.FDs}, &resp)
+	if !failed && !resp.OK {
+		out, failed = runOutcome{err: initError("failed to start guest interpreter: the guest driver failed")}, true
 	}
-	return inst, nil
+	if failed {
+		inst.close()
+		return nil, out
+	}
+	return inst, runOutcome{}
+}
+
+// guestRequest makes one request of the host's own (no user code, but in memory the user's
+// code has shaped) under a run with the given timeout, and classifies a failure like a run's.
+func (b *box) guestRequest(ctx context.Context, inst *instance, timeoutMS *int64, header map[string]any, resp any) (runOutcome, bool) {
+	r := inst.beginRun(ctx, b.limits(timeoutMS, nil))
+	_, reqErr := inst.request(header, nil, resp)
+	inst.endRun(r)
+	inst.stdout.take()
+	inst.stderr.take()
+	return b.failure(inst, r, reqErr, "Session", "")
 }

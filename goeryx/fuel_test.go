@@ -102,12 +102,12 @@ func TestFuelExactLimit(t *testing.T) {
 // sandbox's next run gets a fresh budget.
 func TestFuelOutOfFuel(t *testing.T) {
 	rt := runtimeForTest(t)
-	sb := fuelSandbox(t, rt, 100_000, i64(20_000)) // the timeout only bounds a failing test
+	sb := fuelSandbox(t, rt, 1_000_000, i64(20_000)) // the timeout only bounds a failing test
 	start := time.Now()
 	_, err := sb.Execute(context.Background(), "while True:\n    pass")
-	requireOutOfFuel(t, err, 100_000, false)
+	requireOutOfFuel(t, err, 1_000_000, false)
 	res, err := sb.Execute(context.Background(), "print(1)")
-	assert.LessOrEqual(t, fuelOfRun(t, res, err), uint64(100_000))
+	assert.LessOrEqual(t, fuelOfRun(t, res, err), uint64(1_000_000))
 	assert.Equal(t, "1", res.Stdout)
 
 	sb = fuelSandbox(t, rt, 50_000_000, i64(20_000))
@@ -130,14 +130,14 @@ func TestFuelMeasureOnly(t *testing.T) {
 	assert.Nil(t, res.FuelConsumed)
 }
 
-// TestFuelCreationNotCharged: configuring an interpreter costs far more than a run of `pass`,
-// which is charged only for the user's code.
+// TestFuelCreationNotCharged: a run is charged for its request (decoding, compiling, running,
+// answering), not for creating and configuring its interpreter.
 func TestFuelCreationNotCharged(t *testing.T) {
 	rt := runtimeForTest(t)
 	sb := fuelSandbox(t, rt, fuelUnlimited, nil)
 	res, err := sb.Execute(context.Background(), "pass")
 	pass := fuelOfRun(t, res, err)
-	assert.Less(t, pass, uint64(50_000))
+	assert.Less(t, pass, uint64(400_000))
 
 	// What the configure request costs, measured on a bare fuel-module instance.
 	ic, err := sb.box.instanceConfig(true)
@@ -155,14 +155,14 @@ func TestFuelCreationNotCharged(t *testing.T) {
 	require.True(t, resp.OK)
 	configure := uint64(big - inst.getBudget())
 	t.Logf("fuel: configure request %d, run of `pass` %d", configure, pass)
-	assert.Greater(t, configure, 5*pass)
+	assert.Greater(t, configure, pass)
 }
 
 // TestFuelWaitingIsFree: sleeping and waiting for a slow callback cost no fuel.
 func TestFuelWaitingIsFree(t *testing.T) {
 	rt := runtimeForTest(t)
 	sb := fuelSandbox(t, rt, fuelUnlimited, nil)
-	res, err := sb.Execute(context.Background(), "import time\ntime.sleep(0)")
+	res, err := sb.Execute(context.Background(), "import time\ntime.sleep(0.0)")
 	short := fuelOfRun(t, res, err)
 	res, err = sb.Execute(context.Background(), "import time\ntime.sleep(0.3)")
 	long := fuelOfRun(t, res, err)
@@ -352,11 +352,9 @@ func TestFuelMatchesOracle(t *testing.T) {
 		diffs = append(diffs, got[1]-got[0])
 		t.Logf("fuel %d, oracle %d: %q", got[0], got[1], code)
 	}
-	// The fuel module moves a function's pending count to the budget at its loop headers and
-	// exits only, so at the driver's OpFuelStart the frames on the stack hold a little fuel not
-	// yet counted, which is counted in the run (the oracle has none): the same in every run.
+	// The meter starts when the host makes the request, with no guest frame on the stack, so
+	// no count is pending in a frame: the fuel module counts exactly what the oracle counts.
 	for _, d := range diffs {
-		assert.Equal(t, diffs[0], d, "differences from the oracle %v", diffs)
+		assert.Zero(t, d, "differences from the oracle %v", diffs)
 	}
-	assert.Less(t, max(diffs[0], -diffs[0]), int64(1000))
 }

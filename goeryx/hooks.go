@@ -18,6 +18,9 @@ type Hooks interface {
 	// arguments and returns its JSON-encoded result, or a *CallbackFailure. The engine calls it
 	// on a goroutine of its own, possibly several at once. ctx is cancelled when the engine stops
 	// waiting (callback timeout, end of run); timeout is the per-callback timeout (0: none).
+	// Callback should return soon after ctx ends when it can stop its work; work it cannot stop
+	// (a sync Python function) must finish before Callback returns: the engine counts the call
+	// in flight until then, and bounds that count (MaxCallbacksInFlightPerSandbox, ...PerProcess).
 	Callback(ctx context.Context, index int, argsJSON string, timeoutMS int64) (resultJSON string, err error)
 }
 

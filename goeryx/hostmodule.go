@@ -109,9 +109,6 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		}
 		inst.cancelCallback(h.ID)
 		resp = map[string]any{}
-	case protocol.OpFuelStart:
-		inst.fuelStart()
-		resp = map[string]any{}
 	default:
 		fail(abi.HostErrUnknownOp)
 		return

@@ -56,6 +56,7 @@ type instance struct {
 	rt       *Runtime
 	mod      api.Module
 	mem      *linearMemory
+	memUse   memoryUse       // peak and refused growth of the current run; outlives mem
 	ctx      context.Context // carries the instance to host functions
 	exports  map[string]api.Function
 	budget   api.MutableGlobal // the instrumentation's countdown (i32)
@@ -108,6 +109,7 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 		return nil, fmt.Errorf("cannot reserve guest memory: %v", err)
 	}
 	inst := &instance{rt: rt, mem: mem, exports: map[string]api.Function{}, fuel: ic.fuel}
+	mem.use.Store(&inst.memUse)
 	inst.stdout.emit = ic.stdout
 	inst.stderr.emit = ic.stderr
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
@@ -184,10 +186,10 @@ func (inst *instance) writeGuest(data []byte) (uint32, error) {
 	}
 	ptr := uint32(r)
 	if ptr == 0 && len(data) > 0 {
-		return 0, errors.New("guest out of memory")
+		return 0, &protocolError{"guest out of memory"}
 	}
 	if !inst.mod.Memory().Write(ptr, data) {
-		return 0, errors.New("guest allocation out of range")
+		return 0, &protocolError{"guest allocation out of range"}
 	}
 	return ptr, nil
 }
@@ -196,8 +198,18 @@ func (inst *instance) freeGuest(ptr uint32) {
 	_, _ = inst.callExport(abi.ExportFree, uint64(ptr))
 }
 
+// protocolError is a response of the guest driver that breaks the protocol (docs/PROTOCOL.md):
+// the driver lives in guest memory, so user code can damage or replace it.
+type protocolError struct{ reason string }
+
+func (e *protocolError) Error() string { return "the guest broke the host protocol: " + e.reason }
+
 // request sends one frame to the driver (eryx_call) and decodes the response header into
-// resp. The returned payload is a copy.
+// resp. The returned payload is a copy. The error is a *protocolError when the guest's
+// response is malformed, any other error when a guest call trapped, exited or was stopped
+// (the instance is then dead). Callers that let user code run (every request but configure
+// on a fresh image) make the request inside a run (beginRun), so that its deadline and
+// cancellation apply.
 func (inst *instance) request(header any, payload []byte, resp any) ([]byte, error) {
 	frame, err := protocol.Encode(header, payload)
 	if err != nil {
@@ -212,21 +224,24 @@ func (inst *instance) request(header any, payload []byte, resp any) ([]byte, err
 		inst.dead = callErr
 		return nil, callErr
 	}
-	inst.freeGuest(ptr)
+	if _, err := inst.callExport(abi.ExportFree, uint64(ptr)); err != nil {
+		inst.dead = err // stopped hard, or out of fuel, inside free
+		return nil, err
+	}
 	if int64(r) == -1 {
-		return nil, errors.New("the guest driver failed")
+		return nil, &protocolError{"the guest driver failed"}
 	}
 	rptr, rlen := uint32(r>>32), uint32(r)
 	if rlen > protocol.MaxFrameBytes {
-		return nil, fmt.Errorf("guest response of %d bytes exceeds the limit", rlen)
+		return nil, &protocolError{fmt.Sprintf("response of %d bytes exceeds the %d-byte limit", rlen, protocol.MaxFrameBytes)}
 	}
 	data, ok := inst.mod.Memory().Read(rptr, rlen)
 	if !ok {
-		return nil, errors.New("guest response out of range")
+		return nil, &protocolError{"response out of range"}
 	}
 	out, err := protocol.Decode(data, resp)
 	if err != nil {
-		return nil, err
+		return nil, &protocolError{err.Error()}
 	}
 	return append([]byte(nil), out...), nil
 }

@@ -33,11 +33,14 @@ type linearMemory struct {
 	reserved []byte // the whole mapping
 	limit    uint64 // cap in bytes, a multiple of the page size
 	size     atomic.Uint64
-	peak     atomic.Uint64
 	high     uint64 // the largest size ever handed out: what a reset must clean
-	refused  atomic.Bool
-	freed    bool      // returned to the pool (until get hands it out again)
-	idle     time.Time // when it was returned to the pool
+	// use is the accounting of the instance the memory serves (nil while pooled). It belongs
+	// to the instance, not to the memory: a guest that exits closes its module, which returns
+	// the memory to the pool in the middle of a run, and the run's classification (a refused
+	// growth means a memory-limit error) and its peak must survive that.
+	use   atomic.Pointer[memoryUse]
+	freed bool      // returned to the pool (until get hands it out again)
+	idle  time.Time // when it was returned to the pool
 }
 
 // Allocate implements experimental.MemoryAllocator: each linearMemory serves one instance.
@@ -45,35 +48,54 @@ func (m *linearMemory) Allocate(_, _ uint64) experimental.LinearMemory { return 
 
 // Reallocate implements experimental.LinearMemory.
 func (m *linearMemory) Reallocate(size uint64) []byte {
+	use := m.use.Load()
 	if size > m.limit {
-		m.refused.Store(true)
+		if use != nil {
+			use.refused.Store(true)
+		}
 		return nil
 	}
 	m.size.Store(size)
 	if size > m.high {
 		m.high = size
 	}
-	for {
-		p := m.peak.Load()
-		if size <= p || m.peak.CompareAndSwap(p, size) {
-			break
-		}
+	if use != nil {
+		use.grew(size)
 	}
 	return m.reserved[:size:size]
+}
+
+// memoryUse is what one instance's runs observed of its memory.
+type memoryUse struct {
+	peak    atomic.Uint64
+	refused atomic.Bool // a growth beyond the cap was refused
+}
+
+func (u *memoryUse) grew(size uint64) {
+	for {
+		p := u.peak.Load()
+		if size <= p || u.peak.CompareAndSwap(p, size) {
+			return
+		}
+	}
 }
 
 // Free implements experimental.LinearMemory: wazero calls it when the instance closes.
 func (m *linearMemory) Free() {
 	if m.reserved != nil && !m.freed {
 		m.freed = true
+		m.use.Store(nil)
 		m.pool.put(m)
 	}
 }
 
-// resetPeak starts peak tracking for a new run from the current size.
-func (m *linearMemory) resetPeak() {
-	m.peak.Store(m.size.Load())
-	m.refused.Store(false)
+// beginRun starts the accounting of a new run from the memory's current size.
+func (u *memoryUse) beginRun(m *linearMemory) {
+	u.refused.Store(false)
+	u.peak.Store(0)
+	if m != nil && !m.freed {
+		u.peak.Store(m.size.Load())
+	}
 }
 
 // memoryPool hands out linear memories that start as the image, reusing released ones.
@@ -139,8 +161,6 @@ func (p *memoryPool) get(limit uint64) (*linearMemory, error) {
 func (p *memoryPool) put(m *linearMemory) {
 	if err := p.backing.reset(m.reserved, m.high); err == nil {
 		m.size.Store(0)
-		m.peak.Store(0)
-		m.refused.Store(false)
 		p.mu.Lock()
 		if !p.closed && len(p.idle[m.limit]) < maxIdleMemories {
 			m.idle = time.Now()

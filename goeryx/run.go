@@ -41,6 +41,9 @@ type runLimits struct {
 	callbackTimeoutMS int64
 	hooks             Hooks
 	maxFuel           *int64 // nil: not metered
+	// callbacksInFlight counts the box's callbacks whose host function has not returned,
+	// including those of runs that ended (callbackSlots).
+	callbacksInFlight *atomic.Int64
 }
 
 // runState is the host side of one run in progress.
@@ -63,11 +66,9 @@ type runState struct {
 	stopCtx       func() bool // unregisters the context watcher
 
 	// Fuel (fuel.go), used on the guest goroutine only. fuelMetered: the run meters fuel, at
-	// most maxFuel, from the driver's OpFuelStart (metering) to its end. fuelGiven is the fuel
-	// handed to the guest since OpFuelStart. outOfFuel is set when the guest was stopped for
-	// overdrawing it.
+	// most maxFuel, from its start to its end. fuelGiven is the fuel handed to the guest so
+	// far. outOfFuel is set when the guest was stopped for overdrawing it.
 	fuelMetered bool
-	metering    bool
 	maxFuel     int64
 	fuelGiven   int64
 	outOfFuel   bool
@@ -133,7 +134,7 @@ func (r *runState) end() {
 // beginRun installs a run on the instance. When ctx ends, the run is interrupted.
 func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
-	inst.mem.resetPeak()
+	inst.memUse.beginRun(inst.mem)
 	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
 	if inst.cancelled.Load() {
@@ -264,6 +265,10 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 	if !ok {
 		return map[string]any{"error": guestError{"CallbackError", fmt.Sprintf("callback '%s' not found", name)}}, nil
 	}
+	release, refusal := acquireCallbackSlot(l.callbacksInFlight)
+	if refusal != "" {
+		return map[string]any{"error": guestError{"CallbackLimitError", refusal}}, nil
+	}
 	r.nextID++
 	id := r.nextID
 	ctx, cancel := context.WithCancel(context.Background())
@@ -292,6 +297,7 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 		})
 	}
 	go func() {
+		defer release() // when the host function returns, not when the run stops waiting
 		out, err := l.hooks.Callback(ctx, index, argsJSON, l.callbackTimeoutMS)
 		if timer != nil {
 			timer.Stop()
@@ -311,6 +317,45 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 		return map[string]any{"id": id, "result": c.result}, nil
 	}
 	return map[string]any{"id": id}, nil
+}
+
+// Bounds on host callbacks whose host function is still running. A sync host function runs on
+// an OS thread and cannot be stopped: when its run ends (timeout, cancellation, or simply
+// returning without awaiting it) it keeps its thread until it returns. Without a bound, a guest
+// that starts many slow calls per run and returns exhausts the process's threads (Go aborts the
+// process at 10,000). Calls beyond either bound are refused with CallbackLimitError.
+const (
+	MaxCallbacksInFlightPerSandbox = 256
+	MaxCallbacksInFlightPerProcess = 1024
+)
+
+var callbacksInFlight atomic.Int64 // the process's
+
+// acquireCallbackSlot takes a slot of the sandbox (box) and of the process for one callback:
+// release gives both back, or refusal says why none was free.
+func acquireCallbackSlot(box *atomic.Int64) (release func(), refusal string) {
+	if box != nil && box.Add(1) > MaxCallbacksInFlightPerSandbox {
+		box.Add(-1)
+		return nil, fmt.Sprintf("too many host callbacks in flight: at most %d per sandbox or session "+
+			"(calls still running from earlier runs count)", MaxCallbacksInFlightPerSandbox)
+	}
+	if callbacksInFlight.Add(1) > MaxCallbacksInFlightPerProcess {
+		callbacksInFlight.Add(-1)
+		if box != nil {
+			box.Add(-1)
+		}
+		return nil, fmt.Sprintf("too many host callbacks in flight: at most %d in this process "+
+			"(calls still running from earlier runs count)", MaxCallbacksInFlightPerProcess)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			callbacksInFlight.Add(-1)
+			if box != nil {
+				box.Add(-1)
+			}
+		})
+	}, ""
 }
 
 // inlineCallbackWait is how long OpCallbackStart waits for the callback to complete.
@@ -374,10 +419,7 @@ func (inst *instance) cancelCallback(id int64) {
 func (inst *instance) wait(timeout time.Duration) []map[string]any {
 	r := inst.run.Load()
 	if r == nil {
-		if timeout > 0 {
-			time.Sleep(timeout)
-		}
-		return nil
+		return nil // no run, so nothing to wait for and no deadline to bound a wait
 	}
 	var timer <-chan time.Time
 	until := time.Time{}

@@ -532,9 +532,12 @@ func errOrStatus(err error, status uint64) error {
 	return fmt.Errorf("status %d", int32(status))
 }
 
-func stderrSuffix(inst *instance) string {
-	if s := inst.stderr.take(); s != "" {
-		return "\n" + s
+func stderrSuffix(inst *instance) string { return suffixOf(inst.stderr.take()) }
+
+// suffixOf appends the guest's stderr, when there is any, to an error message.
+func suffixOf(stderr string) string {
+	if stderr != "" {
+		return "\n" + stderr
 	}
 	return ""
 }
@@ -572,4 +575,13 @@ func exportFunc(mod api.Module, name string) (api.Function, error) {
 
 func initError(format string, args ...any) *Error {
 	return &Error{Kind: KindInitialization, Message: fmt.Sprintf(format, args...)}
+}
+
+// asError is err as an *Error; an error of another type becomes an initialisation error.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return initError("%v", err)
 }

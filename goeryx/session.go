@@ -124,29 +124,60 @@ func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
 	s.mu.Unlock()
 	if maxFuel != nil && !s.inst.fuel {
 		// Metering starts: move the interpreter to the fuel module, keeping its state.
-		inst, err := s.box.toFuelModule(ctx, s.inst)
-		if err != nil {
-			return nil, err
+		inst, out := s.box.toFuelModule(ctx, s.inst, timeoutMS)
+		if out.err != nil {
+			return nil, s.settle(ctx, out)
 		}
 		s.inst.close()
 		s.inst = inst
 		s.setActive(inst)
 	}
 	out := s.box.execute(ctx, s.inst, code, timeoutMS, maxFuel, "Session", start)
+	if err := s.settle(ctx, out); err != nil {
+		return nil, err
+	}
+	return out.result, nil
+}
+
+// settle ends an operation that ran guest code: when the interpreter can no longer be used
+// (trap, exit, hard stop, broken protocol) it is replaced and the error says the state was
+// lost; a run cancelled cooperatively keeps it.
+func (s *Session) settle(ctx context.Context, out runOutcome) error {
 	if out.lost {
 		s.inst.close()
 		s.inst = nil
 		if !(out.err.Kind == KindCancelled && !out.err.StateLost) {
 			if err := s.replace(ctx); err != nil {
-				return nil, err
+				return err
 			}
 			out.err = withStateLost(out.err)
 		}
 	}
 	if out.err != nil {
-		return nil, out.err
+		return out.err
 	}
-	return out.result, nil
+	return nil
+}
+
+// stateOp makes a request that runs guest code other than the user's run (clear_state runs
+// __del__ methods, snapshot __reduce__, restore whatever the pickle names) under the same
+// machinery as Execute: the session's timeout, Close, hard stop, and a reset with state_lost
+// when the interpreter is lost. What the guest printed meanwhile is discarded; its stderr
+// is returned for error messages.
+func (s *Session) stateOp(ctx context.Context, header map[string]any, payload []byte, resp any) ([]byte, string, error) {
+	s.mu.Lock()
+	timeoutMS := s.timeoutMS
+	s.mu.Unlock()
+	inst := s.inst
+	r := inst.beginRun(ctx, s.box.limits(timeoutMS, nil))
+	out, reqErr := inst.request(header, payload, resp)
+	inst.endRun(r)
+	inst.stdout.take()
+	stderr := s.box.secrets.scrub(inst.stderr.take(), s.box.cfg.Scrub.Stderr)
+	if failed, ok := s.box.failure(inst, r, reqErr, "Session", ""); ok {
+		return nil, stderr, s.settle(ctx, failed)
+	}
+	return out, stderr, nil
 }
 
 // Reset replaces the interpreter: globals and modules are gone, files stay.
@@ -167,8 +198,10 @@ func (s *Session) ClearState(ctx context.Context) error {
 	var resp struct {
 		OK bool `json:"ok"`
 	}
-	if _, err := s.inst.request(map[string]any{"op": protocol.ReqClearState}, nil, &resp); err != nil || !resp.OK {
-		return &Error{Kind: KindEryx, Message: fmt.Sprintf("clear_state failed: %v", errOrStatus(err, 1))}
+	if _, stderr, err := s.stateOp(ctx, map[string]any{"op": protocol.ReqClearState}, nil, &resp); err != nil {
+		return err
+	} else if !resp.OK {
+		return &Error{Kind: KindEryx, Message: "clear_state failed" + suffixOf(stderr)}
 	}
 	return nil
 }
@@ -192,15 +225,15 @@ func (s *Session) Snapshot(ctx context.Context) ([]byte, []string, error) {
 		Skipped  []string `json:"skipped"`
 		TooLarge int64    `json:"too_large"`
 	}
-	payload, err := s.inst.request(map[string]any{"op": protocol.ReqSnapshot}, nil, &resp)
+	payload, stderr, err := s.stateOp(ctx, map[string]any{"op": protocol.ReqSnapshot}, nil, &resp)
 	if err != nil {
-		return nil, nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("snapshot failed: %v", err)}
+		return nil, nil, err
 	}
 	if !resp.OK {
 		if resp.TooLarge > 0 {
 			return nil, nil, snapshotTooLarge(int(resp.TooLarge))
 		}
-		return nil, nil, &Error{Kind: KindEryx, Message: "snapshot failed" + stderrSuffix(s.inst)}
+		return nil, nil, &Error{Kind: KindEryx, Message: "snapshot failed" + suffixOf(stderr)}
 	}
 	var b bytes.Buffer
 	b.WriteString(snapshotMagic)
@@ -287,8 +320,8 @@ func (s *Session) Restore(ctx context.Context, data []byte) error {
 		OK    bool   `json:"ok"`
 		Error string `json:"error"`
 	}
-	if _, err := s.inst.request(map[string]any{"op": protocol.ReqRestore}, rest, &resp); err != nil {
-		return &Error{Kind: KindEryx, Message: fmt.Sprintf("restore failed: %v", err)}
+	if _, _, err := s.stateOp(ctx, map[string]any{"op": protocol.ReqRestore}, rest, &resp); err != nil {
+		return err
 	}
 	if !resp.OK {
 		return &Error{Kind: KindExecution, Message: "failed to restore snapshot: " + resp.Error}

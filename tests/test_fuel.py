@@ -37,11 +37,12 @@ def test_waiting_costs_no_fuel():
 
 def test_out_of_fuel():
     # the timeout only keeps the test from hanging where fuel is not metered
-    with make_sandbox(max_fuel=100000, execution_timeout_ms=5000) as sb:
+    # (a run is charged from its request: compiling `print(1)` costs about 250 000 units)
+    with make_sandbox(max_fuel=1_000_000, execution_timeout_ms=5000) as sb:
         with pytest.raises(eryx.ResourceLimitError) as ei:
             sb.execute("while True:\n    pass")
         assert ei.value.limit == "max_fuel"
-        assert str(ei.value) == "execution ran out of fuel (max_fuel=100000)"
+        assert str(ei.value) == "execution ran out of fuel (max_fuel=1000000)"
         # each run gets a fresh budget
         assert sb.execute("print(1)").stdout == "1"
 

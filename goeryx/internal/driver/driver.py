@@ -54,17 +54,10 @@ def _host_call(op, header, payload=b""):
     return _decode(_host.call(op, _encode(header, payload)))  # noqa: F821
 
 
-_EMPTY_FRAME = _encode({})
 _RUN_OK = {"ok": True, "exc_type": None, "interrupted": False}
 # The response of a successful run without a result, encoded once (it is most runs' response,
 # and encoding it would cost more than many runs: it is part of their fuel).
 _RUN_OK_FRAME = _encode(_RUN_OK)
-
-
-def _start_fuel():
-    """Fuel is metered from here to the end of the run: decoding the request and compiling
-    the code are not charged. (There is no stop: user code could call it.)"""
-    _host.call(OP_FUEL_START, _EMPTY_FRAME)  # noqa: F821
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +165,6 @@ def _compile(code):
 
 def _run(header, payload):
     _drain_interrupt()
-    meter = header.get("meter", False)
     code = payload.decode("utf-8")
     _install_callbacks()
     linecache.cache[_USER_FILE] = (len(code), None, code.splitlines(True), _USER_FILE)
@@ -183,10 +175,8 @@ def _run(header, payload):
         try:
             co = _compile(code)
             if co.co_flags & _CO_COROUTINE:
-                _run_coroutine(eval(co, _ns), meter)
+                _run_coroutine(eval(co, _ns))
             else:
-                if meter:
-                    _start_fuel()
                 exec(co, _ns)
         except SystemExit as e:
             if e.code is not None and e.code != 0:
@@ -231,14 +221,12 @@ def _capture_result():
     return {"result_json": text}
 
 
-def _run_coroutine(coro, meter):
+def _run_coroutine(coro):
     import asyncio
 
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)
-        if meter:
-            _start_fuel()
         loop.run_until_complete(coro)
     finally:
         try:

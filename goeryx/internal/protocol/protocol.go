@@ -26,9 +26,8 @@ const (
 	OpWait = 2
 	// OpCallbackCancel tells the host the guest stopped waiting for a callback. Header {"id"}.
 	OpCallbackCancel = 3
-	// OpFuelStart starts metering fuel, in a run whose request has "meter": true, right before
-	// the user's code executes; metering ends with the run. Header {}. Response {}.
-	OpFuelStart = 4
+	// 4 was OpFuelStart (the driver started the fuel meter itself, so user code could silence
+	// it); a metered run is now metered by the host from its start. The number is not reused.
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -93,7 +92,6 @@ func Prelude() string {
 		"OP_CALLBACK_START":       OpCallbackStart,
 		"OP_WAIT":                 OpWait,
 		"OP_CALLBACK_CANCEL":      OpCallbackCancel,
-		"OP_FUEL_START":           OpFuelStart,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
 		"REQ_CLEAR_STATE":         ReqClearState,
