@@ -61,6 +61,7 @@ void eryx_raise_error(PyObject *module,
                       const char *message, Py_ssize_t message_len,
                       const char *exc_type, Py_ssize_t exc_type_len,
                       const char *out, Py_ssize_t out_len,
+                      const char *err, Py_ssize_t err_len,
                       const char *limit, Py_ssize_t limit_len,
                       int state_lost, long long err_no);
 

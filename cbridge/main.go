@@ -466,6 +466,7 @@ func raise(err error) finish {
 			cstr(e.Message), clen(e.Message),
 			cstr(e.ExcType), optlen(e.ExcType),
 			cstr(e.Stdout), clen(e.Stdout),
+			cstr(e.Stderr), clen(e.Stderr),
 			cstr(e.Limit), optlen(e.Limit),
 			cbool(e.StateLost), C.longlong(e.Errno))
 		return nil

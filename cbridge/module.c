@@ -119,16 +119,18 @@ eryx_raise_error(PyObject *module,
                  const char *message, Py_ssize_t message_len,
                  const char *exc_type, Py_ssize_t exc_type_len,
                  const char *out, Py_ssize_t out_len,
+                 const char *err, Py_ssize_t err_len,
                  const char *limit, Py_ssize_t limit_len,
                  int state_lost, long long err_no)
 {
     eryx_state *state = get_state(module);
     PyObject *exc = PyObject_CallFunction(
-        state->error, "NN{sNsNsNsOsN}",
+        state->error, "NN{sNsNsNsNsOsN}",
         eryx_str(kind, kind_len),
         eryx_str(message, message_len),
         "exc_type", eryx_str(exc_type, exc_type_len),
         "stdout", eryx_str(out, out_len),
+        "stderr", eryx_str(err, err_len),
         "limit", eryx_str(limit, limit_len),
         "state_lost", state_lost ? Py_True : Py_False,
         "errno", err_no ? PyLong_FromLongLong(err_no) : Py_NewRef(Py_None));

@@ -197,21 +197,25 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 	if res.Duration <= 0 {
 		res.Duration = time.Nanosecond
 	}
-	if out, failed := b.failure(inst, r, reqErr, who, res.Stdout); failed {
-		return out
-	}
-	memRefused := inst.memUse.refused.Load()
-	switch {
-	case resp.DriverError != "":
-		return runOutcome{err: &Error{Kind: KindEryx, Message: "guest driver error: " + resp.DriverError}}
-	case !resp.OK && memRefused:
-		return runOutcome{err: b.memoryError(false)}
-	case !resp.OK:
-		e := &Error{Kind: KindExecution, Message: res.Stderr, Stdout: res.Stdout}
-		if resp.ExcType != nil {
-			e.ExcType = *resp.ExcType
+	out, failed := b.failure(inst, r, reqErr, who)
+	if !failed {
+		memRefused := inst.memUse.refused.Load()
+		switch {
+		case resp.DriverError != "":
+			out.err = &Error{Kind: KindEryx, Message: "guest driver error: " + resp.DriverError}
+		case !resp.OK && memRefused:
+			out.err = b.memoryError(false)
+		case !resp.OK:
+			out.err = &Error{Kind: KindExecution, Message: res.Stderr}
+			if resp.ExcType != nil {
+				out.err.ExcType = *resp.ExcType
+			}
 		}
-		return runOutcome{err: e}
+	}
+	if out.err != nil {
+		// Every error of a run carries what the run printed, as a result would.
+		out.err.Stdout, out.err.Stderr = res.Stdout, res.Stderr
+		return out
 	}
 	res.ResultJSON, res.ResultError = checkResult(resp.ResultJSON, resp.ResultError)
 	res.ResultJSON = b.scrubResult(res.ResultJSON)
@@ -224,7 +228,7 @@ func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutM
 // out of fuel, timed out, out of memory, terminated (trap, exit, hard stop) or a broken
 // protocol. reqErr is the error of inst.request. These are decided from what the host saw,
 // never from what the guest said, so that a guest cannot turn a limit into a plain error.
-func (b *box) failure(inst *instance, r *runState, reqErr error, who, stdout string) (runOutcome, bool) {
+func (b *box) failure(inst *instance, r *runState, reqErr error, who string) (runOutcome, bool) {
 	var broken *protocolError
 	protocolBroken := errors.As(reqErr, &broken)
 	callErr := reqErr
@@ -248,11 +252,11 @@ func (b *box) failure(inst *instance, r *runState, reqErr error, who, stdout str
 	case reqErr != nil && memRefused:
 		return runOutcome{err: b.memoryError(true), lost: true}, true
 	case callErr != nil:
-		return runOutcome{err: &Error{Kind: KindExecution, Stdout: stdout,
+		return runOutcome{err: &Error{Kind: KindExecution,
 			Message: "guest interpreter terminated unexpectedly: " + terminationReason(callErr)}, lost: true}, true
 	case protocolBroken:
 		// The driver is damaged: its interpreter is not used again.
-		return runOutcome{err: &Error{Kind: KindExecution, Stdout: stdout, Message: broken.Error()}, lost: true}, true
+		return runOutcome{err: &Error{Kind: KindExecution, Message: broken.Error()}, lost: true}, true
 	case timedOut:
 		return runOutcome{err: &Error{Kind: KindTimeout, Message: timeoutMessage(r.limits)}}, true
 	}

@@ -35,8 +35,9 @@ type Error struct {
 	// ExcType is the guest exception class name for KindExecution ("" when no Python exception
 	// was involved, e.g. the guest terminated).
 	ExcType string
-	// Stdout is the failed run's stdout (KindExecution).
-	Stdout string
+	// Stdout and Stderr are what the failed run printed (every error a run raises: execution,
+	// timeout, resource limit, cancellation), scrubbed like a result's.
+	Stdout, Stderr string
 	// Limit is "max_memory_bytes", "max_fuel" or "snapshot" (KindResourceLimit).
 	Limit string
 	// StateLost is true when a Session had to replace its interpreter.

@@ -273,5 +273,5 @@ func (b *box) guestRequest(ctx context.Context, inst *instance, timeoutMS *int64
 	inst.endRun(r)
 	inst.stdout.take()
 	inst.stderr.take()
-	return b.failure(inst, r, reqErr, "Session", "")
+	return b.failure(inst, r, reqErr, "Session")
 }

@@ -174,7 +174,7 @@ func (s *Session) stateOp(ctx context.Context, header map[string]any, payload []
 	inst.endRun(r)
 	inst.stdout.take()
 	stderr := s.box.secrets.scrub(inst.stderr.take(), s.box.cfg.Scrub.Stderr)
-	if failed, ok := s.box.failure(inst, r, reqErr, "Session", ""); ok {
+	if failed, ok := s.box.failure(inst, r, reqErr, "Session"); ok {
 		return nil, stderr, s.settle(ctx, failed)
 	}
 	return out, stderr, nil

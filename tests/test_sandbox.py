@@ -601,11 +601,18 @@ def test_execute_result_compares_by_identity(sandbox):
     assert a != b
 
 
-@pytest.mark.parametrize("op", [copy.copy, copy.deepcopy, pickle.dumps])
-def test_execute_result_cannot_be_copied_or_pickled(sandbox, op):
-    r = sandbox.execute("print(1)")
-    with pytest.raises(TypeError):
-        op(r)
+@pytest.mark.parametrize("op", [copy.copy, copy.deepcopy, lambda r: pickle.loads(pickle.dumps(r)),
+                                lambda r: pickle.loads(pickle.dumps(r, protocol=0))])
+def test_execute_result_copies_and_pickles_with_every_field(op):
+    # API.md §1.1: results cross process boundaries; a copy is a new object (identity compare).
+    sb = eryx.Sandbox(resource_limits=eryx.ResourceLimits(max_fuel=2**63 - 1))
+    r = sb.execute("import sys\nprint('out')\nprint('err', file=sys.stderr)\nresult = {'a': [1]}")
+    c = op(r)
+    assert type(c) is eryx.ExecuteResult and c is not r and c != r
+    for name in ("stdout", "stderr", "duration_ms", "callback_invocations", "peak_memory_bytes",
+                 "fuel_consumed", "result_json", "result_error", "result"):
+        assert getattr(c, name) == getattr(r, name), name
+    assert c.fuel_consumed > 0 and c.stdout == "out" and c.stderr == "err"
 
 
 # ---------------------------------------------------------------------------

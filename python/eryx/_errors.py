@@ -19,25 +19,32 @@ __all__ = [
 class EryxError(Exception):
     """Base class of every goeryx error; also used for unexpected internal failures.
 
-    ``state_lost`` is ``True`` only when a Session had to replace its interpreter.
+    ``state_lost`` is ``True`` only when a Session had to replace its interpreter. ``stdout``
+    and ``stderr`` hold what the failed run printed before it failed (empty for errors that
+    are not raised by a run), trimmed and scrubbed like an ``ExecuteResult``'s.
     """
 
     state_lost: bool
+    stdout: str
+    stderr: str
 
-    def __init__(self, message: str = "", *, state_lost: bool = False) -> None:
+    def __init__(
+        self, message: str = "", *, state_lost: bool = False, stdout: str = "", stderr: str = ""
+    ) -> None:
         super().__init__(message)
         self.state_lost = state_lost
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 class ExecutionError(EryxError):
     """An uncaught guest exception, guest termination, or a malformed snapshot.
 
     ``exc_type`` is the guest exception class name (``None`` when no Python exception was
-    involved); ``stdout`` is the failed run's stdout.
+    involved); ``stdout`` is the failed run's stdout and the message its traceback.
     """
 
     exc_type: str | None
-    stdout: str
 
     def __init__(
         self,
@@ -45,11 +52,11 @@ class ExecutionError(EryxError):
         *,
         exc_type: str | None = None,
         stdout: str = "",
+        stderr: str = "",
         state_lost: bool = False,
     ) -> None:
-        super().__init__(message, state_lost=state_lost)
+        super().__init__(message, state_lost=state_lost, stdout=stdout, stderr=stderr)
         self.exc_type = exc_type
-        self.stdout = stdout
 
 
 class InitializationError(EryxError):
@@ -66,9 +73,15 @@ class ResourceLimitError(EryxError):
     limit: str | None
 
     def __init__(
-        self, message: str = "", *, limit: str | None = None, state_lost: bool = False
+        self,
+        message: str = "",
+        *,
+        limit: str | None = None,
+        state_lost: bool = False,
+        stdout: str = "",
+        stderr: str = "",
     ) -> None:
-        super().__init__(message, state_lost=state_lost)
+        super().__init__(message, state_lost=state_lost, stdout=stdout, stderr=stderr)
         self.limit = limit
 
 
@@ -106,16 +119,14 @@ def from_bridge_error(exc: BaseException) -> BaseException:
     message = args[1] if len(args) > 1 and isinstance(args[1], str) else str(exc)
     details: dict[str, Any] = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
     state_lost = bool(details.get("state_lost", False))
+    output = {"stdout": details.get("stdout") or "", "stderr": details.get("stderr") or ""}
     if kind == "execution":
         return ExecutionError(
-            message,
-            exc_type=details.get("exc_type") or None,
-            stdout=details.get("stdout") or "",
-            state_lost=state_lost,
+            message, exc_type=details.get("exc_type") or None, state_lost=state_lost, **output
         )
     if kind == "resource_limit":
         return ResourceLimitError(
-            message, limit=details.get("limit") or None, state_lost=state_lost
+            message, limit=details.get("limit") or None, state_lost=state_lost, **output
         )
     if kind == "value":
         return ValueError(message)
@@ -125,4 +136,4 @@ def from_bridge_error(exc: BaseException) -> BaseException:
         errno = details.get("errno")
         # OSError(errno, strerror) picks the subclass (FileNotFoundError for ENOENT, ...).
         return OSError(errno, message) if isinstance(errno, int) else OSError(message)
-    return _SIMPLE.get(kind, EryxError)(message, state_lost=state_lost)
+    return _SIMPLE.get(kind, EryxError)(message, state_lost=state_lost, **output)

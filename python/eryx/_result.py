@@ -108,17 +108,20 @@ class ExecuteResult:
             f"result_error={self._result_error!r})"
         )
 
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError("cannot pickle 'ExecuteResult' object")
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError("cannot copy 'ExecuteResult' object")
-
-    def __deepcopy__(self, memo: object) -> NoReturn:
-        raise TypeError("cannot copy 'ExecuteResult' object")
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Results cross process boundaries (multiprocessing, Ray): every field survives. A copy
+        # is a new object with the same fields (results compare by identity).
+        return (_unpickle_result, (tuple(getattr(self, name) for name in self.__slots__),))
 
 
 ExecuteResult.__module__ = "eryx"
+
+
+def _unpickle_result(values: tuple[Any, ...]) -> ExecuteResult:
+    return make_result(values)
+
+
+_unpickle_result.__module__ = "eryx._result"
 
 
 def make_result(values: tuple[Any, ...]) -> ExecuteResult:
