@@ -99,6 +99,15 @@ def test_secret_validation(secrets, exc, msg):
     assert str(ei.value) == msg
 
 
+def test_secret_outside_the_bmp_is_echo_protected():
+    value = "\U0001F600-\u00e9"
+    with eryx.Sandbox(secrets={"EMOJI": {"value": value}},
+                      callbacks=[{"name": "give", "fn": lambda: value}]) as sb:
+        r = sb.execute("import os\nresult = [await give(), os.environ['EMOJI']]")
+    assert r.result[0] == r.result[1]
+    assert PLACEHOLDER.match(r.result[0])
+
+
 @pytest.mark.parametrize("kwargs", [{"scrub_stdout": "yes"}, {"scrub_files": 1},
                                     {"scrub_result": "no"}])
 def test_scrub_flags_must_be_bool(kwargs):
