@@ -113,3 +113,21 @@ def test_secret_outside_the_bmp_is_echo_protected():
 def test_scrub_flags_must_be_bool(kwargs):
     with pytest.raises(TypeError):
         eryx.Sandbox(**kwargs)
+
+
+def test_placeholder_split_across_streamed_writes_is_scrubbed():
+    out, err = [], []
+    with eryx.Sandbox(secrets=SECRETS, on_stdout=out.append, on_stderr=err.append) as sb:
+        r = run(sb, """
+            import os
+            p = os.environ['API_KEY'].encode()
+            for cut in (1, 10, 30, len(p) - 1):
+                os.write(1, b'k=' + p[:cut])
+                os.write(1, p[cut:] + b';')
+                os.write(2, p[:cut])
+                os.write(2, p[cut:])
+            os.write(1, b'ERYX_SEC')  # a prefix that stays one: emitted at the end of the run
+        """)
+    assert "".join(out) == "k=[REDACTED];" * 4 + "ERYX_SEC"
+    assert "".join(err) == "[REDACTED]" * 4
+    assert r.stdout == "".join(out)
