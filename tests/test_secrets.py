@@ -92,6 +92,11 @@ def test_repr_lists_sorted_secret_names():
      "secret 'N' allowed_hosts must be a list of strings"),
     ({"N": {"value": "v", "allowed_hosts": ["bad host"]}}, ValueError,
      "invalid host pattern 'bad host'"),
+    # A lone surrogate cannot be encoded (UTF-8, JSON to the engine): the name is shown as repr.
+    ({"A\ud800": {"value": "v"}}, ValueError,
+     "invalid secret name 'A\\ud800': must be valid Unicode (no lone surrogates)"),
+    ({"N": {"value": "x\udfffy"}}, ValueError,
+     "secret 'N' value must be valid Unicode (no lone surrogates)"),
 ])
 def test_secret_validation(secrets, exc, msg):
     with pytest.raises(exc) as ei:
