@@ -93,7 +93,7 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 // a Session's current ones (Session.SetExecutionTimeoutMS, SetMaxFuel).
 func (b *box) limits(timeoutMS, maxFuel *int64) *runLimits {
 	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel,
-		callbacksInFlight: &b.callbacksInFlight}
+		callbacksInFlight: &b.callbacksInFlight, secrets: b.secrets}
 	if timeoutMS != nil && *timeoutMS > 0 {
 		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}
@@ -112,9 +112,15 @@ func (b *box) instanceConfig(fuel bool) (*instanceConfig, error) {
 	ic := &instanceConfig{memoryLimit: b.memLimit, fuel: fuel}
 	if b.cfg.StreamStdout {
 		ic.stdout = func(s string) { b.hooks.Output(Stdout, b.secrets.scrub(s, b.cfg.Scrub.Stdout)) }
+		if b.cfg.Scrub.Stdout && b.secrets.scrubber != nil {
+			ic.stdoutTail = b.secrets.placeholderTail
+		}
 	}
 	if b.cfg.StreamStderr {
 		ic.stderr = func(s string) { b.hooks.Output(Stderr, b.secrets.scrub(s, b.cfg.Scrub.Stderr)) }
+		if b.cfg.Scrub.Stderr && b.secrets.scrubber != nil {
+			ic.stderrTail = b.secrets.placeholderTail
+		}
 	}
 	mounts, err := b.mounts()
 	if err != nil {

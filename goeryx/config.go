@@ -3,6 +3,7 @@ package goeryx
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Config is the configuration of a Sandbox or Session. The Python package validates the
@@ -84,11 +85,77 @@ const (
 	DefaultMaxVFSBytes    = 64 << 20
 )
 
-// ParseConfig decodes the JSON the Python package sends.
+// ParseConfig decodes the JSON the Python package sends. Every string must be valid Unicode:
+// encoding/json would silently turn invalid UTF-8 and lone surrogate escapes into U+FFFD, so a
+// secret value or a callback name would not be what the caller passed (the Python package
+// rejects them first; this is the engine's own check).
 func ParseConfig(data []byte) (*Config, error) {
+	if err := checkJSONUnicode(data); err != "" {
+		return nil, &Error{Kind: KindValue, Message: "invalid engine configuration: " + err}
+	}
 	var c Config
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, &Error{Kind: KindValue, Message: fmt.Sprintf("invalid engine configuration: %v", err)}
 	}
 	return &c, nil
+}
+
+// checkJSONUnicode returns why JSON text data is not valid Unicode (invalid UTF-8, or a \u
+// escape of a lone surrogate), or "".
+func checkJSONUnicode(data []byte) string {
+	if !utf8.Valid(data) {
+		return "not valid UTF-8"
+	}
+	lone := "a string holds a lone surrogate (not valid Unicode)"
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		// A backslash starts an escape only inside a string, and outside one the JSON is
+		// invalid anyway: every escape is seen here, each exactly once.
+		i++
+		if i >= len(data) || data[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(data[i+1:])
+		switch {
+		case !ok:
+			continue // not JSON: the decoder says so
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return lone
+		case r >= 0xD800 && r <= 0xDBFF:
+			rest := data[i+5:]
+			if len(rest) < 6 || rest[0] != '\\' || rest[1] != 'u' {
+				return lone
+			}
+			if lo, ok := hex4(rest[2:]); !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return lone
+			}
+			i += 10 // the pair
+		default:
+			i += 4
+		}
+	}
+	return ""
+}
+
+// hex4 decodes the 4 hex digits that start b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

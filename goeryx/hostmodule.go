@@ -74,40 +74,19 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		fail(abi.HostErrBadRequest)
 		return
 	}
+	req, code := parseHostRequest(op, frame)
+	if code != 0 {
+		fail(code)
+		return
+	}
 	var resp any
 	switch op {
 	case protocol.OpCallbackStart:
-		var h struct {
-			Name string `json:"name"`
-		}
-		payload, err := protocol.Decode(frame, &h)
-		if err != nil {
-			fail(abi.HostErrBadRequest)
-			return
-		}
-		resp, _ = inst.startCallback(h.Name, append([]byte(nil), payload...))
+		resp, _ = inst.startCallback(req.name, req.args)
 	case protocol.OpWait:
-		var h struct {
-			TimeoutNS int64 `json:"timeout_ns"`
-		}
-		if _, err := protocol.Decode(frame, &h); err != nil {
-			fail(abi.HostErrBadRequest)
-			return
-		}
-		timeout := time.Duration(-1)
-		if h.TimeoutNS >= 0 {
-			timeout = time.Duration(h.TimeoutNS)
-		}
-		resp = map[string]any{"done": inst.wait(timeout)}
+		resp = map[string]any{"done": inst.wait(req.timeout)}
 	case protocol.OpCallbackCancel:
-		var h struct {
-			ID int64 `json:"id"`
-		}
-		if _, err := protocol.Decode(frame, &h); err != nil {
-			fail(abi.HostErrBadRequest)
-			return
-		}
-		inst.cancelCallback(h.ID)
+		inst.cancelCallback(req.id)
 		resp = map[string]any{}
 	default:
 		fail(abi.HostErrUnknownOp)
@@ -120,4 +99,51 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	inst.response, inst.hasResp = out, true
 	stack[0] = api.EncodeI32(int32(len(out)))
+}
+
+// hostRequest is a decoded host_call from the guest.
+type hostRequest struct {
+	name    string        // OpCallbackStart
+	args    []byte        // OpCallbackStart: a copy, it outlives the guest's memory view
+	timeout time.Duration // OpWait; < 0: none
+	id      int64         // OpCallbackCancel
+}
+
+// parseHostRequest decodes the frame of host_call op; a non-zero code (abi.HostErr*) refuses
+// it. Everything in frame is the guest's: this is the only reader of it.
+func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
+	var req hostRequest
+	switch op {
+	case protocol.OpCallbackStart:
+		var h struct {
+			Name string `json:"name"`
+		}
+		payload, err := protocol.Decode(frame, &h)
+		if err != nil {
+			return req, abi.HostErrBadRequest
+		}
+		req.name, req.args = h.Name, append([]byte(nil), payload...)
+	case protocol.OpWait:
+		var h struct {
+			TimeoutNS int64 `json:"timeout_ns"`
+		}
+		if _, err := protocol.Decode(frame, &h); err != nil {
+			return req, abi.HostErrBadRequest
+		}
+		req.timeout = time.Duration(-1)
+		if h.TimeoutNS >= 0 {
+			req.timeout = time.Duration(h.TimeoutNS)
+		}
+	case protocol.OpCallbackCancel:
+		var h struct {
+			ID int64 `json:"id"`
+		}
+		if _, err := protocol.Decode(frame, &h); err != nil {
+			return req, abi.HostErrBadRequest
+		}
+		req.id = h.ID
+	default:
+		return req, abi.HostErrUnknownOp
+	}
+	return req, 0
 }

@@ -46,7 +46,10 @@ type instanceConfig struct {
 	mounts      []mount
 	stdout      func(string) // streaming hooks; nil = capture only
 	stderr      func(string)
-	fuel        bool // instantiate the fuel module (fuel.go; compiled on first use)
+	// stdoutTail and stderrTail, set when a streamed channel is scrubbed, say how many trailing
+	// bytes may begin a secret placeholder (outputSink.tail).
+	stdoutTail, stderrTail func([]byte) int
+	fuel                   bool // instantiate the fuel module (fuel.go; compiled on first use)
 }
 
 // instance is one guest interpreter: a wazero module instance plus the host-side state its
@@ -110,8 +113,8 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 	}
 	inst := &instance{rt: rt, mem: mem, exports: map[string]api.Function{}, fuel: ic.fuel}
 	mem.use.Store(&inst.memUse)
-	inst.stdout.emit = ic.stdout
-	inst.stderr.emit = ic.stderr
+	inst.stdout.emit, inst.stdout.tail = ic.stdout, ic.stdoutTail
+	inst.stderr.emit, inst.stderr.tail = ic.stderr, ic.stderrTail
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
 
 	fsc := wazero.NewFSConfig().WithFSMount(rt.stdlib, abi.GuestStdlibDir)

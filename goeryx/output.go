@@ -18,7 +18,11 @@ type outputSink struct {
 	captured  []byte
 	truncated bool
 	emit      func(string) // nil: not streamed
-	held      []byte
+	// tail, set when the chunks are scrubbed, is how many trailing bytes of the text may begin
+	// a secret placeholder: they are held back too, so that a placeholder split across two
+	// writes reaches the scrubber whole.
+	tail func([]byte) int
+	held []byte
 }
 
 // Write implements io.Writer (wazero calls it from fd_write).
@@ -39,6 +43,10 @@ func (o *outputSink) Write(p []byte) (int, error) {
 			o.held = nil
 		}
 		cut := completeUTF8Prefix(data)
+		if o.tail != nil {
+			// Placeholders are ASCII: a held-back tail never ends inside a UTF-8 sequence.
+			cut = min(cut, len(data)-o.tail(data))
+		}
 		if cut < len(data) {
 			o.held = append([]byte(nil), data[cut:]...)
 		}
@@ -49,7 +57,7 @@ func (o *outputSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// flush emits a held-back partial sequence at the end of a run.
+// flush emits the held-back text (a partial sequence, a placeholder's prefix) at the end of a run.
 func (o *outputSink) flush() {
 	if o.emit != nil && len(o.held) > 0 {
 		o.emit(string(o.held))

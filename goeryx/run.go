@@ -44,6 +44,8 @@ type runLimits struct {
 	// callbacksInFlight counts the box's callbacks whose host function has not returned,
 	// including those of runs that ended (callbackSlots).
 	callbacksInFlight *atomic.Int64
+	// secrets replace real secret values in callback outcomes (API.md §6.5); nil: none.
+	secrets *secrets
 }
 
 // runState is the host side of one run in progress.
@@ -303,7 +305,7 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 			timer.Stop()
 		}
 		if claimed.CompareAndSwap(false, true) {
-			deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS))
+			deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS, l.secrets))
 		}
 	}()
 	// Most callbacks finish within microseconds: wait a moment, so that the guest gets the
@@ -383,27 +385,29 @@ func (inst *instance) awaitBriefly(r *runState, id int64, d time.Duration) (comp
 
 const maxCallbackArgs = 10 << 20
 
-func callbackCompletion(id int64, name, out string, err error, timeoutMS int64) completion {
+// callbackCompletion is what the guest receives for a callback's outcome. Each real secret
+// value in it, in the result or in an error message, is replaced by its placeholder.
+func callbackCompletion(id int64, name, out string, err error, timeoutMS int64, sec *secrets) completion {
 	if err == nil {
 		if !json.Valid([]byte(out)) {
 			return completion{id: id, err: &guestError{"CallbackError",
 				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: str", name)}}
 		}
-		return completion{id: id, result: json.RawMessage(out)}
+		return completion{id: id, result: json.RawMessage(sec.echoJSON(out))}
 	}
 	var f *CallbackFailure
 	if errors.As(err, &f) {
 		switch f.Kind {
 		case "not_json":
 			return completion{id: id, err: &guestError{"CallbackError",
-				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: %s", name, f.Message)}}
+				fmt.Sprintf("callback '%s' returned a value that is not JSON-serializable: %s", name, sec.echoText(f.Message))}}
 		case "timeout":
 			return completion{id: id, err: &guestError{"TimeoutError", fmt.Sprintf("callback '%s' timed out after %d ms", name, timeoutMS)}}
 		default:
-			return completion{id: id, err: &guestError{"CallbackError", f.Message}}
+			return completion{id: id, err: &guestError{"CallbackError", sec.echoText(f.Message)}}
 		}
 	}
-	return completion{id: id, err: &guestError{"CallbackError", err.Error()}}
+	return completion{id: id, err: &guestError{"CallbackError", sec.echoText(err.Error())}}
 }
 
 func (inst *instance) cancelCallback(id int64) {

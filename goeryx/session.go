@@ -235,21 +235,27 @@ func (s *Session) Snapshot(ctx context.Context) ([]byte, []string, error) {
 		}
 		return nil, nil, &Error{Kind: KindEryx, Message: "snapshot failed" + suffixOf(stderr)}
 	}
-	var b bytes.Buffer
-	b.WriteString(snapshotMagic)
-	_ = binary.Write(&b, binary.LittleEndian, uint16(snapshotFormat))
-	writeString(&b, Version)
-	writeString(&b, s.box.rt.pythonMajorMinor())
-	_ = binary.Write(&b, binary.LittleEndian, uint32(len(payload)))
-	_ = binary.Write(&b, binary.LittleEndian, crc32.ChecksumIEEE(payload))
-	b.Write(payload)
-	if b.Len() > protocol.MaxSnapshotBytes {
-		return nil, nil, snapshotTooLarge(b.Len())
+	data := encodeSnapshot(payload, s.box.rt.pythonMajorMinor())
+	if len(data) > protocol.MaxSnapshotBytes {
+		return nil, nil, snapshotTooLarge(len(data))
 	}
 	if resp.Skipped == nil {
 		resp.Skipped = []string{}
 	}
-	return b.Bytes(), resp.Skipped, nil
+	return data, resp.Skipped, nil
+}
+
+// encodeSnapshot frames the driver's payload (the format above).
+func encodeSnapshot(payload []byte, python string) []byte {
+	var b bytes.Buffer
+	b.WriteString(snapshotMagic)
+	_ = binary.Write(&b, binary.LittleEndian, uint16(snapshotFormat))
+	writeString(&b, Version)
+	writeString(&b, python)
+	_ = binary.Write(&b, binary.LittleEndian, uint32(len(payload)))
+	_ = binary.Write(&b, binary.LittleEndian, crc32.ChecksumIEEE(payload))
+	b.Write(payload)
+	return b.Bytes()
 }
 
 func snapshotTooLarge(n int) *Error {
@@ -273,44 +279,54 @@ func readString(data []byte) (string, []byte, bool) {
 	return string(data[2 : 2+n]), data[2+n:], true
 }
 
-// Restore merges a snapshot into the globals.
-func (s *Session) Restore(ctx context.Context, data []byte) error {
+// decodeSnapshot checks a snapshot made for guest Python python (major.minor) and returns its
+// payload, which aliases data. It reads only within data, whatever data holds.
+func decodeSnapshot(data []byte, python string) ([]byte, *Error) {
 	if len(data) > protocol.MaxSnapshotBytes {
-		return snapshotTooLarge(len(data))
+		return nil, snapshotTooLarge(len(data))
 	}
-	invalid := func(reason string) error {
+	invalid := func(reason string) *Error {
 		return &Error{Kind: KindExecution, Message: "invalid snapshot data: " + reason}
 	}
 	if len(data) < len(snapshotMagic)+2 || !strings.HasPrefix(string(data[:len(snapshotMagic)]), snapshotMagic) {
 		if len(data) < len(snapshotMagic) && strings.HasPrefix(snapshotMagic, string(data)) && len(data) > 0 {
-			return invalid("truncated header")
+			return nil, invalid("truncated header")
 		}
-		return invalid("not a goeryx snapshot")
+		return nil, invalid("not a goeryx snapshot")
 	}
 	rest := data[len(snapshotMagic):]
 	format := binary.LittleEndian.Uint16(rest)
 	version, rest, ok1 := readString(rest[2:])
 	pyver, rest, ok2 := readString(rest)
 	if !ok1 || !ok2 {
-		return invalid("truncated header")
+		return nil, invalid("truncated header")
 	}
-	if format != snapshotFormat || pyver != s.box.rt.pythonMajorMinor() {
-		return &Error{Kind: KindInitialization, Message: fmt.Sprintf(
+	if format != snapshotFormat || pyver != python {
+		return nil, &Error{Kind: KindInitialization, Message: fmt.Sprintf(
 			"snapshot was made by goeryx %s (guest Python %s) and cannot be restored by goeryx %s (guest Python %s)",
-			version, pyver, Version, s.box.rt.pythonMajorMinor())}
+			version, pyver, Version, python)}
 	}
 	if len(rest) < 8 {
-		return invalid("truncated header")
+		return nil, invalid("truncated header")
 	}
 	size, sum := binary.LittleEndian.Uint32(rest), binary.LittleEndian.Uint32(rest[4:])
 	rest = rest[8:]
 	switch {
 	case uint64(len(rest)) < uint64(size):
-		return invalid(fmt.Sprintf("truncated data (%d of %d bytes)", len(rest), size))
+		return nil, invalid(fmt.Sprintf("truncated data (%d of %d bytes)", len(rest), size))
 	case uint64(len(rest)) > uint64(size):
-		return invalid(fmt.Sprintf("%d unexpected bytes after the data", uint64(len(rest))-uint64(size)))
+		return nil, invalid(fmt.Sprintf("%d unexpected bytes after the data", uint64(len(rest))-uint64(size)))
 	case crc32.ChecksumIEEE(rest) != sum:
-		return invalid("checksum mismatch")
+		return nil, invalid("checksum mismatch")
+	}
+	return rest, nil
+}
+
+// Restore merges a snapshot into the globals.
+func (s *Session) Restore(ctx context.Context, data []byte) error {
+	rest, derr := decodeSnapshot(data, s.box.rt.pythonMajorMinor())
+	if derr != nil {
+		return derr
 	}
 	if err := s.lock(ctx); err != nil {
 		return err

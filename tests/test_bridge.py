@@ -55,7 +55,7 @@ KINDS = {
     "eryx", "execution", "initialization", "resource_limit", "timeout", "cancelled",
     "value", "type", "os",
 }
-DETAIL_KEYS = {"exc_type", "stdout", "limit", "state_lost", "errno"}
+DETAIL_KEYS = {"exc_type", "stdout", "stderr", "limit", "state_lost", "errno"}
 FUNCTIONS = {
     "open_runtime", "guest_python_version", "vfs_new", "vfs_read", "vfs_write", "vfs_list",
     "vfs_remove", "vfs_stats", "sandbox_new", "sandbox_execute", "sandbox_close", "session_new",
@@ -124,6 +124,7 @@ def assert_error_shape(exc: BaseException) -> tuple[str, str, dict]:
     assert isinstance(details, dict) and set(details) == DETAIL_KEYS
     assert details["exc_type"] is None or isinstance(details["exc_type"], str)
     assert isinstance(details["stdout"], str)
+    assert isinstance(details["stderr"], str)
     assert details["limit"] is None or isinstance(details["limit"], str)
     assert isinstance(details["state_lost"], bool)
     assert details["errno"] is None or type(details["errno"]) is int
@@ -186,7 +187,7 @@ def test_error_class():
     assert _eryx.Error.__module__ == "eryx._eryx"
     assert _eryx.Error.__name__ == "Error"
     assert _eryx.Error.__doc__
-    details = {"exc_type": None, "stdout": "", "limit": None, "state_lost": False, "errno": None}
+    details = {"exc_type": None, "stdout": "", "stderr": "", "limit": None, "state_lost": False, "errno": None}
     exc = _eryx.Error("value", "bad", details)
     assert exc.args == ("value", "bad", details)
     assert_error_shape(exc)

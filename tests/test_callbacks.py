@@ -336,6 +336,24 @@ def test_callback_dict_validation():
     assert str(ei.value).startswith("invalid schema for callback 'x': ")
 
 
+@pytest.mark.parametrize("make", [
+    lambda name: eryx.Sandbox(callbacks=[{"name": name, "fn": lambda: 1}]),
+    lambda name: eryx.Session(callbacks=[{"name": name, "fn": lambda: 1}]),
+    lambda name: eryx.CallbackRegistry().add(lambda: 1, name=name),
+])
+def test_callback_name_with_lone_surrogate(make):
+    with pytest.raises(ValueError) as ei:
+        make("f\ud800")
+    assert str(ei.value) == (
+        "invalid callback name 'f\\ud800': must be valid Unicode (no lone surrogates)")
+
+
+def test_callback_description_with_lone_surrogate():
+    with pytest.raises(ValueError) as ei:
+        eryx.Sandbox(callbacks=[{"name": "f", "fn": lambda: 1, "description": "x\udc80"}])
+    assert str(ei.value) == "callback 'f' description must be valid Unicode (no lone surrogates)"
+
+
 def test_registry_and_mixed_list_and_repr():
     reg = eryx.CallbackRegistry()
     reg.add(lambda: 1, name="one")

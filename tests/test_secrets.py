@@ -92,6 +92,11 @@ def test_repr_lists_sorted_secret_names():
      "secret 'N' allowed_hosts must be a list of strings"),
     ({"N": {"value": "v", "allowed_hosts": ["bad host"]}}, ValueError,
      "invalid host pattern 'bad host'"),
+    # A lone surrogate cannot be encoded (UTF-8, JSON to the engine): the name is shown as repr.
+    ({"A\ud800": {"value": "v"}}, ValueError,
+     "invalid secret name 'A\\ud800': must be valid Unicode (no lone surrogates)"),
+    ({"N": {"value": "x\udfffy"}}, ValueError,
+     "secret 'N' value must be valid Unicode (no lone surrogates)"),
 ])
 def test_secret_validation(secrets, exc, msg):
     with pytest.raises(exc) as ei:
@@ -99,8 +104,35 @@ def test_secret_validation(secrets, exc, msg):
     assert str(ei.value) == msg
 
 
+def test_secret_outside_the_bmp_is_echo_protected():
+    value = "\U0001F600-\u00e9"
+    with eryx.Sandbox(secrets={"EMOJI": {"value": value}},
+                      callbacks=[{"name": "give", "fn": lambda: value}]) as sb:
+        r = sb.execute("import os\nresult = [await give(), os.environ['EMOJI']]")
+    assert r.result[0] == r.result[1]
+    assert PLACEHOLDER.match(r.result[0])
+
+
 @pytest.mark.parametrize("kwargs", [{"scrub_stdout": "yes"}, {"scrub_files": 1},
                                     {"scrub_result": "no"}])
 def test_scrub_flags_must_be_bool(kwargs):
     with pytest.raises(TypeError):
         eryx.Sandbox(**kwargs)
+
+
+def test_placeholder_split_across_streamed_writes_is_scrubbed():
+    out, err = [], []
+    with eryx.Sandbox(secrets=SECRETS, on_stdout=out.append, on_stderr=err.append) as sb:
+        r = run(sb, """
+            import os
+            p = os.environ['API_KEY'].encode()
+            for cut in (1, 10, 30, len(p) - 1):
+                os.write(1, b'k=' + p[:cut])
+                os.write(1, p[cut:] + b';')
+                os.write(2, p[:cut])
+                os.write(2, p[cut:])
+            os.write(1, b'ERYX_SEC')  # a prefix that stays one: emitted at the end of the run
+        """)
+    assert "".join(out) == "k=[REDACTED];" * 4 + "ERYX_SEC"
+    assert "".join(err) == "[REDACTED]" * 4
+    assert r.stdout == "".join(out)

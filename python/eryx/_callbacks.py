@@ -7,7 +7,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar, overload
 
-from ._validate import type_name
+from ._validate import is_valid_unicode, type_name
 
 __all__ = ["CallbackDef", "CallbackRegistry", "infer_schema", "resolve_callbacks"]
 
@@ -131,10 +131,18 @@ def make_callback(
         raise TypeError(f"callback name must be str, not {type_name(name)}")
     if not name or "\0" in name:
         raise ValueError(f"invalid callback name {name!r}: must be non-empty and without NUL")
+    if not is_valid_unicode(name):
+        raise ValueError(
+            f"invalid callback name {name!r}: must be valid Unicode (no lone surrogates)"
+        )
     if description is None:
         description = _first_doc_line(fn)
     elif not isinstance(description, str):
         raise TypeError(f"callback '{name}' description must be str, not {type_name(description)}")
+    if not is_valid_unicode(description):
+        raise ValueError(
+            f"callback '{name}' description must be valid Unicode (no lone surrogates)"
+        )
     checked = infer_schema(fn) if schema is None else _check_schema(name, schema)
     return CallbackDef(str.__str__(name), fn, str.__str__(description), checked)
 

@@ -19,6 +19,7 @@ from ._validate import (
     check_identifier,
     check_instance,
     check_path,
+    is_valid_unicode,
     paths_overlap,
     type_name,
 )
@@ -55,6 +56,10 @@ def check_secrets(secrets: object) -> list[dict[str, Any]]:
             raise TypeError("secret names must be strings")
         if not name or "=" in name or "\0" in name:
             raise ValueError(f"invalid secret name '{name}'")
+        if not is_valid_unicode(name):
+            raise ValueError(
+                f"invalid secret name {name!r}: must be valid Unicode (no lone surrogates)"
+            )
         if not isinstance(spec, dict):
             raise TypeError(f"secret '{name}' value must be a dict with a 'value' key")
         if "value" not in spec:
@@ -65,6 +70,10 @@ def check_secrets(secrets: object) -> list[dict[str, Any]]:
         if not value or any(c in value for c in "\r\n\0"):
             raise ValueError(
                 f"secret '{name}' value must be non-empty and must not contain CR, LF or NUL"
+            )
+        if not is_valid_unicode(value):
+            raise ValueError(
+                f"secret '{name}' value must be valid Unicode (no lone surrogates)"
             )
         hosts = spec.get("allowed_hosts")
         if hosts is None:

@@ -76,6 +76,15 @@ def check_code(code: object) -> str:
     return code
 
 
+def is_valid_unicode(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8, i.e. holds no lone surrogate (``'\\ud800'``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_host_pattern(pattern: object) -> str:
     if not isinstance(pattern, str):
         raise TypeError(f"host patterns must be str, not {type_name(pattern)}")

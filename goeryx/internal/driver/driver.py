@@ -6,15 +6,87 @@
 #
 # Nothing defined here may leak into user globals, and an exception must never survive from one
 # run into the next.
+#
+# User code shares this interpreter: it can replace attributes of builtins and of any module in
+# sys.modules, by accident (json.dumps = ..., json.JSONEncoder.default = ...) or not, and one
+# run must not break the driver's framing, result capture or tracebacks in the next. So the
+# driver looks up builtins in a private copy, and uses private copies of the pure-Python
+# modules it needs (json, traceback, linecache): copies that sys.modules does not hold. The C
+# types and functions beneath them are immutable. What it takes from other modules it binds at
+# load. Code that walks frames (sys._getframe) or the heap (gc) still reaches all of it: the
+# host trusts nothing in a response.
 
 import builtins
-import json
-import linecache
-import struct
 import sys
-import types
 
-_LEN = struct.Struct("<I")
+__builtins__ = dict(builtins.__dict__)  # functions defined below look builtins up here
+
+
+class _PrivateLoader:
+    """Executes a module with the driver's builtins."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__builtins__ = __builtins__
+        self.loader.exec_module(module)
+
+
+class _PrivateFinder:
+    def __init__(self, names):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PrivateLoader(spec.loader)
+        return spec
+
+
+def _private_import(name, modules):
+    """A private copy of module `name`: `modules` (its package, submodules and helpers) are
+    imported anew, with the driver's builtins, and sys.modules is left as it was."""
+    saved = {m: sys.modules.pop(m) for m in modules if m in sys.modules}
+    finder = _PrivateFinder(modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        __import__(name)
+        return sys.modules[name]
+    finally:
+        sys.meta_path.remove(finder)
+        for m in modules:
+            sys.modules.pop(m, None)
+        sys.modules.update(saved)
+
+
+_json = _private_import("json", ("json", "json.decoder", "json.scanner", "json.encoder"))
+_traceback = _private_import("traceback", ("traceback", "linecache"))
+_linecache = _traceback.linecache
+_json_decode = _json.JSONDecoder().decode
+_header_encode = _json.JSONEncoder(separators=(",", ":")).encode
+_value_encode = _json.JSONEncoder(allow_nan=False).encode  # json.dumps(value, allow_nan=False)
+
+from io import IOBase as _IOBase  # noqa: E402
+from os import O_RDONLY as _O_RDONLY  # noqa: E402
+from os import close as _os_close  # noqa: E402
+from os import fstat as _os_fstat  # noqa: E402
+from os import open as _os_open  # noqa: E402
+from os import write as _os_write  # noqa: E402
+from struct import Struct  # noqa: E402
+from types import (  # noqa: E402
+    AsyncGeneratorType, CoroutineType, FrameType, GeneratorType, ModuleType, TracebackType,
+)
+
+_stderr = sys.__stderr__
+_LEN = Struct("<I")
 _CO_COROUTINE = 0x0080
 _PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000
 _USER_FILE = "<user>"
@@ -39,14 +111,14 @@ def _decode(frame):
     raw = frame[4 : 4 + n]
     header = _header_memo.get(raw)
     if header is None:
-        header = json.loads(raw)
+        header = _json_decode(raw.decode("utf-8", "surrogatepass"))  # as json.loads(bytes)
         if n <= 32 and len(_header_memo) < 16:
             _header_memo[raw] = header
     return dict(header), frame[4 + n :]
 
 
 def _encode(header, payload=b""):
-    h = json.dumps(header, separators=(",", ":")).encode()
+    h = _header_encode(header).encode()
     return _LEN.pack(len(h)) + h + payload
 
 
@@ -64,7 +136,7 @@ _RUN_OK_FRAME = _encode(_RUN_OK)
 # The user namespace: one module object registered as __main__, so that pickling (dill) and
 # classes defined by user code refer to it by the usual name.
 
-_main = types.ModuleType("__main__")
+_main = ModuleType("__main__")
 _main.__builtins__ = builtins
 sys.modules["__main__"] = _main
 _ns = _main.__dict__
@@ -86,7 +158,7 @@ def _user_traceback(tb):
         tb = tb.tb_next
     out = None
     for t in reversed(frames):
-        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+        out = TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
     return out
 
 
@@ -104,29 +176,35 @@ def _strip_frames(exc, seen):
 
 def _report(exc):
     """Print exc to the run's stderr the way the interpreter would, with user frames only."""
-    import traceback
-
     try:
         _strip_frames(exc, set())
-        text = "".join(traceback.format_exception(exc))
-    except BaseException:  # a broken __str__ must not break the driver
-        text = "%s: <exception str() failed>\n" % _type_name(type(exc))
+        text = "".join(_traceback.format_exception(exc))
+    except BaseException:  # a broken __str__ (or a module it uses) must not break the driver
+        try:
+            message = str(exc)
+        except BaseException:
+            message = "<exception str() failed>"
+        text = "%s: %s\n" % (_type_name(type(exc)), message)
     _write_stderr(text)
 
 
 def _write_stderr(text):
-    stream = sys.__stderr__
     try:
-        stream.write(text)
-        stream.flush()
-    except BaseException:
-        pass
+        _stderr.write(text)
+        _stderr.flush()
+    except BaseException:  # the user closed or broke sys.__stderr__: write to fd 2 directly
+        try:
+            _os_write(2, text.encode("utf-8", "backslashreplace"))
+        except BaseException:
+            pass
 
 
 def _type_name(t):
     mod = getattr(t, "__module__", None)
-    qual = getattr(t, "__qualname__", t.__name__)
-    if mod in (None, "builtins"):
+    qual = getattr(t, "__qualname__", None)
+    if type(qual) is not str:  # user classes may set anything: the name must stay a str
+        qual = str.__str__(t.__name__)
+    if type(mod) is not str or mod == "builtins":
         return qual
     return "%s.%s" % (mod, qual)
 
@@ -167,7 +245,12 @@ def _run(header, payload):
     _drain_interrupt()
     code = payload.decode("utf-8")
     _install_callbacks()
-    linecache.cache[_USER_FILE] = (len(code), None, code.splitlines(True), _USER_FILE)
+    entry = (len(code), None, code.splitlines(True), _USER_FILE)
+    _linecache.cache[_USER_FILE] = entry  # the driver's tracebacks
+    try:  # the user's own (traceback.print_exc() in user code)
+        sys.modules["linecache"].cache[_USER_FILE] = entry
+    except BaseException:
+        pass
     failed = False
     interrupted = False
     exc_type = None
@@ -206,7 +289,7 @@ def _capture_result():
         return {}
     value = _ns[_result_variable]
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = _value_encode(value)
     except BaseException as e:
         return {
             "result_error": "result is not JSON-serializable: %s (%s)"
@@ -224,7 +307,7 @@ def _capture_result():
 def _run_coroutine(coro):
     import asyncio
 
-    loop = asyncio.new_event_loop()
+    loop = _HostEventLoop()
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(coro)
@@ -251,9 +334,12 @@ def _cancel_pending(loop):
 # are owned by the host and asyncio.gather over callbacks runs them concurrently there.
 
 _pending_callbacks = {}  # callback id -> asyncio.Future
+_HostEventLoop = None  # the loop class of top-level await, set by _install_event_loop
+_socket_type = None  # socket.socket, set by _deny_network
 
 
 def _install_event_loop():
+    global _HostEventLoop
     import asyncio
     import selectors
 
@@ -309,6 +395,7 @@ def _install_event_loop():
         _loop_factory = HostEventLoop
 
     asyncio.set_event_loop_policy(HostEventLoopPolicy())
+    _HostEventLoop = HostEventLoop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,7 +450,7 @@ def _encode_args(name, args, kwargs):
         merged.update(kwargs)
         kwargs = merged
     try:
-        return json.dumps(kwargs, allow_nan=False).encode()
+        return _value_encode(kwargs).encode()
     except (TypeError, ValueError) as e:
         raise TypeError("callback '%s' arguments are not JSON-serializable: %s" % (name, e)) from None
 
@@ -504,7 +591,7 @@ def _install_callbacks():
     _injected.update(_guest_cache)
 
 
-_eryx_guest = types.ModuleType("eryx_guest", "Host callbacks of the eryx sandbox.")
+_eryx_guest = ModuleType("eryx_guest", "Host callbacks of the eryx sandbox.")
 _eryx_guest.invoke = invoke
 _eryx_guest.list_callbacks = list_callbacks
 _eryx_guest.CallbackError = CallbackError
@@ -548,11 +635,8 @@ def _clear_state(header, payload):
 def _unsnapshottable():
     """Types excluded from snapshots even where dill could pickle them: they stand for live
     resources (API.md §8.4)."""
-    import io
-    import socket
-
-    return (types.ModuleType, io.IOBase, types.GeneratorType, types.CoroutineType,
-            types.AsyncGeneratorType, types.FrameType, types.TracebackType, socket.socket)
+    return (ModuleType, _IOBase, GeneratorType, CoroutineType, AsyncGeneratorType, FrameType,
+            TracebackType, _socket_type)
 
 
 def _snapshot(header, payload):
@@ -593,12 +677,10 @@ def _restore(header, payload):
 def _open_fds(header, payload):
     """The open descriptors above stdio (preopens included), when the host moves the
     interpreter's memory to another instance (a session that starts metering fuel)."""
-    import os
-
     fds, misses, fd = [], 0, 3
     while misses < 32:
         try:
-            os.fstat(fd)
+            _os_fstat(fd)
             fds.append(fd)
             misses = 0
         except OSError:
@@ -611,33 +693,33 @@ def _hold_fds(header, payload):
     """In the instance that took the memory over: the descriptors open in the old one are not
     open here. Occupy their numbers with a read-only placeholder, so that a file object the
     guest kept fails rather than writes into a file opened later under the same number."""
-    import os
-
     wanted = set(header.get("fds") or ())
     if not wanted:
         return {"ok": True}
     top, held = max(wanted), []
     try:
         while True:
-            fd = os.open("/", os.O_RDONLY)
+            fd = _os_open("/", _O_RDONLY)
             if fd > top:
-                os.close(fd)
+                _os_close(fd)
                 break
             held.append(fd)
     except OSError:
         pass
     for fd in held:
         if fd not in wanted:
-            os.close(fd)
+            _os_close(fd)
     return {"ok": True}
 
 
 def _deny_network():
     """Until networking is granted (a later release), every connection attempt fails with the
     contract's message (API.md §3.4) instead of WASI's bare 'not supported'."""
+    global _socket_type
     import errno
     import socket
 
+    _socket_type = socket.socket
     def connect(self, address):
         raise PermissionError(errno.EACCES, "not permitted: networking is not enabled for this sandbox")
 
@@ -698,9 +780,10 @@ def _handle(frame):
     except ExecutionInterrupted:
         return _encode({"ok": False, "exc_type": "ExecutionInterrupted", "interrupted": True})
     except BaseException as e:  # a driver bug: report it instead of crashing the instance
-        import traceback
-
-        _write_stderr("".join(traceback.format_exception(e)))
+        try:
+            _write_stderr("".join(_traceback.format_exception(e)))
+        except BaseException:
+            pass
         return _encode({"ok": False, "driver_error": "%s: %s" % (_type_name(type(e)), e)})
 
 
