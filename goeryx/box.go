@@ -36,6 +36,9 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	if hooks == nil {
 		hooks = NoHooks{}
 	}
+	if err := validateMounts(cfg); err != nil {
+		return nil, err
+	}
 	b := &box{rt: rt, cfg: *cfg, hooks: hooks, store: store, callbacks: map[string]int{}}
 	b.mountPath = cfg.VFSMountPath
 	if b.mountPath == "" {

@@ -2,9 +2,11 @@ package goeryx
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 	"syscall"
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
@@ -59,6 +61,51 @@ func vfsError(err error) error {
 		return &Error{Kind: KindOS, Errno: errno, Message: msg}
 	}
 	return &Error{Kind: KindEryx, Message: err.Error()}
+}
+
+// validateMounts checks the guest paths of the configuration: the VFS mount path and every
+// volume's guest path must be absolute, not "/", without "..", and must keep clear of the
+// guest's Python installation: a mount at, above or below abi.GuestPrefix would shadow the
+// stdlib (or the interpreter's own files) and break the interpreter.
+func validateMounts(cfg *Config) error {
+	if cfg.VFSMountPath != "" {
+		if err := checkGuestPath("vfs_mount_path", cfg.VFSMountPath); err != nil {
+			return err
+		}
+	}
+	for _, v := range cfg.Volumes {
+		if err := checkGuestPath("volume guest_path", v.GuestPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkGuestPath(name, p string) error {
+	bad := func(format string, args ...any) error {
+		return &Error{Kind: KindValue, Message: fmt.Sprintf(name+" "+format, args...)}
+	}
+	switch {
+	case strings.IndexByte(p, 0) >= 0:
+		return bad("contains NUL characters")
+	case !strings.HasPrefix(p, "/"):
+		return bad("must be an absolute path, got '%s'", p)
+	case strings.Contains("/"+p+"/", "/../"):
+		return bad("must not contain '..', got '%s'", p)
+	}
+	clean := path.Clean(p)
+	if clean == "/" {
+		return bad("must not be '/'")
+	}
+	if pathsOverlap(clean, abi.GuestPrefix) {
+		return bad("'%s' overlaps the guest's Python installation under '%s'", clean, abi.GuestPrefix)
+	}
+	return nil
+}
+
+// pathsOverlap reports whether two clean absolute paths are equal or one contains the other.
+func pathsOverlap(a, b string) bool {
+	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
 // mounts are the file systems of a new interpreter besides the stdlib: "/" (listing only the
