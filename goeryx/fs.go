@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
 	"github.com/goeryx/goeryx/goeryx/internal/vfs"
 )
@@ -115,12 +117,17 @@ func (b *box) mounts() ([]mount, error) {
 	if store == nil {
 		store = b.newPrivateStore()
 	}
-	ms := []mount{{fs: b.root, guestPath: "/"}, {fs: store.store.FS(b.fileOptions(false)), guestPath: b.mountPath}}
+	storeView := func(poll func()) experimentalsys.FS {
+		o := b.fileOptions(false)
+		o.Poll = poll
+		return store.store.FS(o)
+	}
+	ms := []mount{{view: fixedView(b.root), guestPath: "/"}, {view: storeView, guestPath: b.mountPath}}
 	for i, vol := range b.volumes {
 		if err := vol.Check(); err != nil {
 			return nil, initError("volume host path does not exist: %s", b.cfg.Volumes[i].HostPath)
 		}
-		ms = append(ms, mount{fs: vol, guestPath: path.Clean(b.cfg.Volumes[i].GuestPath)})
+		ms = append(ms, mount{view: vol.View, guestPath: path.Clean(b.cfg.Volumes[i].GuestPath)})
 	}
 	return ms, nil
 }
@@ -143,7 +150,11 @@ func (b *box) openFilesystems() error {
 		vol, err := vfs.OpenVolume(v.HostPath, b.fileOptions(v.ReadOnly))
 		if err != nil {
 			b.closeFilesystems()
-			return initError("volume host path does not exist: %s", v.HostPath)
+			if errors.Is(err, fs.ErrNotExist) {
+				return initError("volume host path does not exist: %s", v.HostPath)
+			}
+			// E.g. a FIFO or a device: only regular files and directories are mounted.
+			return initError("volume host path cannot be mounted: %v", err)
 		}
 		b.volumes = append(b.volumes, vol)
 		if st, err := os.Stat(v.HostPath); err == nil && !st.IsDir() {

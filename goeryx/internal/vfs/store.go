@@ -238,8 +238,10 @@ func (s *Store) resize(n *node, size int64) {
 	n.data.truncate(size)
 }
 
-// writeAt writes data at off into file n, all or nothing.
-func (s *Store) writeAt(n *node, data []byte, off int64) experimentalsys.Errno {
+// writeAt writes data at off into file n, all or nothing as far as the budget goes. The copy
+// is done in chunks with poll (Options.Poll) before each, and the size and the budget follow
+// each chunk, so a poll that panics leaves a consistent (shorter) write.
+func (s *Store) writeAt(n *node, data []byte, off int64, poll func()) experimentalsys.Errno {
 	if off < 0 {
 		return experimentalsys.EINVAL
 	}
@@ -251,9 +253,16 @@ func (s *Store) writeAt(n *node, data []byte, off int64) experimentalsys.Errno {
 		if errno := s.checkGrow(n.data.size, end); errno != 0 {
 			return errno
 		}
-		s.used += end - n.data.size
 	}
-	n.data.writeAt(data, off)
+	for i := 0; i < len(data); i += ioChunk {
+		poll()
+		chunk := data[i:min(len(data), i+ioChunk)]
+		at := off + int64(i)
+		if e := at + int64(len(chunk)); e > n.data.size {
+			s.used += e - n.data.size
+		}
+		n.data.writeAt(chunk, at)
+	}
 	t := now()
 	n.mtim, n.ctim = t, t
 	return 0
