@@ -134,6 +134,11 @@ func (b *box) newInterpreter(ctx context.Context, fuel bool) (*instance, error) 
 	if err != nil {
 		return nil, err
 	}
+	return b.startInterpreter(ctx, ic)
+}
+
+// startInterpreter instantiates ic from the runtime's image and configures the interpreter.
+func (b *box) startInterpreter(ctx context.Context, ic *instanceConfig) (*instance, error) {
 	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
