@@ -125,6 +125,7 @@ type node struct {
 	isDir    bool
 	perm     fs.FileMode
 	children map[string]*node // directories only
+	subdirs  int              // directories only: how many children are directories (Nlink)
 	data     content          // files only
 	nlink    int              // directory entries naming this node: 1, or 0 once removed
 	open     int              // open guest handles
@@ -178,12 +179,7 @@ func (s *Store) stat(n *node) sys.Stat_t {
 		Atim: n.atim, Mtim: n.mtim, Ctim: n.ctim}
 	if n.isDir {
 		st.Mode |= fs.ModeDir
-		st.Nlink = 2
-		for _, c := range n.children {
-			if c.isDir {
-				st.Nlink++
-			}
-		}
+		st.Nlink = 2 + uint64(n.subdirs)
 		if n.nlink == 0 {
 			st.Nlink = 0
 		}
@@ -272,7 +268,9 @@ func (s *Store) writeAt(n *node, data []byte, off int64, poll func()) experiment
 func (s *Store) link(dir *node, name string, n *node) {
 	dir.children[name] = n
 	n.nlink = 1
-	if !n.isDir {
+	if n.isDir {
+		dir.subdirs++
+	} else {
 		s.files++
 	}
 	t := now()
@@ -283,7 +281,9 @@ func (s *Store) link(dir *node, name string, n *node) {
 func (s *Store) unlink(dir *node, name string, n *node) {
 	delete(dir.children, name)
 	n.nlink = 0
-	if !n.isDir {
+	if n.isDir {
+		dir.subdirs--
+	} else {
 		s.files--
 	}
 	t := now()

@@ -287,7 +287,9 @@ func (f *storeFS) Rename(from, to string) experimentalsys.Errno {
 		s.unlink(toDir, toName, dst)
 	}
 	delete(fromDir.children, fromName)
-	if !src.isDir {
+	if src.isDir {
+		fromDir.subdirs-- // link counts it again, in toDir
+	} else {
 		s.files-- // link counts it again
 	}
 	t := now()
