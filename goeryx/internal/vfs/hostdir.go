@@ -154,6 +154,9 @@ func (d *hostDir) open(rel string, dirOnly bool, flag experimentalsys.Oflag) (ex
 	// a device can block or have effects. Stat first, so that such a file is never opened;
 	// O_NONBLOCK and the fstat below close the race with a file replaced in between.
 	if info, err := d.root.Stat(rel); err == nil && !openable(info.Mode()) {
+		if creat && flag&experimentalsys.O_EXCL != 0 {
+			return nil, experimentalsys.EEXIST
+		}
 		return nil, experimentalsys.EACCES
 	}
 	f, err := d.root.OpenFile(rel, oflag|syscall.O_NONBLOCK, 0o666)

@@ -63,6 +63,9 @@ func TestHostDirRefusesSpecialFiles(t *testing.T) {
 		require.Zero(t, errno)
 		require.NotZero(t, st.Mode&(os.ModeNamedPipe|os.ModeSocket), name)
 	}
+	// An exclusive create of an existing special file is EEXIST, as for any existing file.
+	_, errno := v.OpenFile("fifo", oWronly|oCreat|oExcl, 0o600)
+	require.Equal(t, experimentalsys.EEXIST, errno)
 	// The FIFO never saw an opener: a writer opening it without blocking finds no reader.
 	_, err = os.OpenFile(filepath.Join(dir, "fifo"), os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	require.ErrorIs(t, err, syscall.ENXIO)
