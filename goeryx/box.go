@@ -40,6 +40,9 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	if hooks == nil {
 		hooks = NoHooks{}
 	}
+	if err := validateMounts(cfg); err != nil {
+		return nil, err
+	}
 	b := &box{rt: rt, cfg: *cfg, hooks: hooks, store: store, callbacks: map[string]int{}}
 	b.mountPath = cfg.VFSMountPath
 	if b.mountPath == "" {
@@ -142,6 +145,11 @@ func (b *box) newInterpreter(ctx context.Context, fuel bool) (*instance, error) 
 	if err != nil {
 		return nil, err
 	}
+	return b.startInterpreter(ctx, ic)
+}
+
+// startInterpreter instantiates ic from the runtime's image and configures the interpreter.
+func (b *box) startInterpreter(ctx context.Context, ic *instanceConfig) (*instance, error) {
 	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)

@@ -2,10 +2,14 @@ package goeryx
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 	"syscall"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
 	"github.com/goeryx/goeryx/goeryx/internal/vfs"
@@ -61,6 +65,51 @@ func vfsError(err error) error {
 	return &Error{Kind: KindEryx, Message: err.Error()}
 }
 
+// validateMounts checks the guest paths of the configuration: the VFS mount path and every
+// volume's guest path must be absolute, not "/", without "..", and must keep clear of the
+// guest's Python installation: a mount at, above or below abi.GuestPrefix would shadow the
+// stdlib (or the interpreter's own files) and break the interpreter.
+func validateMounts(cfg *Config) error {
+	if cfg.VFSMountPath != "" {
+		if err := checkGuestPath("vfs_mount_path", cfg.VFSMountPath); err != nil {
+			return err
+		}
+	}
+	for _, v := range cfg.Volumes {
+		if err := checkGuestPath("volume guest_path", v.GuestPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkGuestPath(name, p string) error {
+	bad := func(format string, args ...any) error {
+		return &Error{Kind: KindValue, Message: fmt.Sprintf(name+" "+format, args...)}
+	}
+	switch {
+	case strings.IndexByte(p, 0) >= 0:
+		return bad("contains NUL characters")
+	case !strings.HasPrefix(p, "/"):
+		return bad("must be an absolute path, got '%s'", p)
+	case strings.Contains("/"+p+"/", "/../"):
+		return bad("must not contain '..', got '%s'", p)
+	}
+	clean := path.Clean(p)
+	if clean == "/" {
+		return bad("must not be '/'")
+	}
+	if pathsOverlap(clean, abi.GuestPrefix) {
+		return bad("'%s' overlaps the guest's Python installation under '%s'", clean, abi.GuestPrefix)
+	}
+	return nil
+}
+
+// pathsOverlap reports whether two clean absolute paths are equal or one contains the other.
+func pathsOverlap(a, b string) bool {
+	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
+}
+
 // mounts are the file systems of a new interpreter besides the stdlib: "/" (listing only the
 // mount points), /data (the shared store or a private one) and the volumes.
 func (b *box) mounts() ([]mount, error) {
@@ -68,12 +117,17 @@ func (b *box) mounts() ([]mount, error) {
 	if store == nil {
 		store = b.newPrivateStore()
 	}
-	ms := []mount{{fs: b.root, guestPath: "/"}, {fs: store.store.FS(b.fileOptions(false)), guestPath: b.mountPath}}
+	storeView := func(poll func()) experimentalsys.FS {
+		o := b.fileOptions(false)
+		o.Poll = poll
+		return store.store.FS(o)
+	}
+	ms := []mount{{view: fixedView(b.root), guestPath: "/"}, {view: storeView, guestPath: b.mountPath}}
 	for i, vol := range b.volumes {
 		if err := vol.Check(); err != nil {
 			return nil, initError("volume host path does not exist: %s", b.cfg.Volumes[i].HostPath)
 		}
-		ms = append(ms, mount{fs: vol, guestPath: path.Clean(b.cfg.Volumes[i].GuestPath)})
+		ms = append(ms, mount{view: vol.View, guestPath: path.Clean(b.cfg.Volumes[i].GuestPath)})
 	}
 	return ms, nil
 }
@@ -96,7 +150,11 @@ func (b *box) openFilesystems() error {
 		vol, err := vfs.OpenVolume(v.HostPath, b.fileOptions(v.ReadOnly))
 		if err != nil {
 			b.closeFilesystems()
-			return initError("volume host path does not exist: %s", v.HostPath)
+			if errors.Is(err, fs.ErrNotExist) {
+				return initError("volume host path does not exist: %s", v.HostPath)
+			}
+			// E.g. a FIFO or a device: only regular files and directories are mounted.
+			return initError("volume host path cannot be mounted: %v", err)
 		}
 		b.volumes = append(b.volumes, vol)
 		if st, err := os.Stat(v.HostPath); err == nil && !st.IsDir() {

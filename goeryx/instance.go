@@ -34,10 +34,17 @@ var wazeroVersion = func() string {
 	return "unknown"
 }()
 
-// mount is one file system the guest sees.
+// mount is one file system the guest sees. view makes one instance's view of it; poll is the
+// instance's poll, for vfs.Options.Poll: a guest in one long file operation (a write of
+// gigabytes is a single host call) still meets its deadline and cancellation.
 type mount struct {
-	fs        experimentalsys.FS
+	view      func(poll func()) experimentalsys.FS
 	guestPath string
+}
+
+// fixedView is the view of a file system that does no long operations (the root listing).
+func fixedView(fs experimentalsys.FS) func(func()) experimentalsys.FS {
+	return func(func()) experimentalsys.FS { return fs }
 }
 
 // instanceConfig is what differs between interpreters of one runtime.
@@ -119,7 +126,7 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 
 	fsc := wazero.NewFSConfig().WithFSMount(rt.stdlib, abi.GuestStdlibDir)
 	for _, m := range ic.mounts {
-		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(m.fs, m.guestPath)
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(m.view(inst.poll), m.guestPath)
 	}
 	mc := wazero.NewModuleConfig().
 		WithName("").

@@ -197,6 +197,22 @@ def test_vfs_mount_path_values(bad):
         eryx.Session(vfs=store, vfs_mount_path=bad)
 
 
+@pytest.mark.parametrize("reserved", [
+    "/usr/local/lib/python3.13", "/usr/local/lib/python3.13/json", "/usr/local/lib",
+    "/usr/local", "/usr/local/bin", "/usr", "/usr/", "//usr/local", "/usr/./local/lib",
+])
+def test_vfs_mount_path_cannot_overlay_the_python_installation(reserved):
+    """A mount at, above or below the guest prefix would shadow the stdlib."""
+    with pytest.raises(ValueError, match="overlaps the guest's Python installation under "
+                                         "'/usr/local'"):
+        eryx.Session(vfs=eryx.VfsStorage(), vfs_mount_path=reserved)
+
+
+def test_vfs_mount_path_next_to_the_python_installation():
+    with eryx.Session(vfs=eryx.VfsStorage(), vfs_mount_path="/usr/share/data") as s:
+        assert s.execute("import json; print(json.dumps([1]))").stdout == "[1]"
+
+
 def test_vfs_mount_path_without_vfs():
     with pytest.raises(ValueError):
         eryx.Session(vfs_mount_path="/mnt/x")

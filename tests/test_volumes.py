@@ -128,3 +128,15 @@ def test_volume_validation(host_dir, volumes, exc):
                    for item in volumes]
     with pytest.raises(exc):
         eryx.Sandbox(volumes=volumes)
+
+
+@pytest.mark.parametrize("guest_path", [
+    "/usr/local/lib/python3.13", "/usr/local/lib/python3.13/site", "/usr/local/lib",
+    "/usr/local", "/usr/local/bin", "/usr",
+])
+@pytest.mark.parametrize("cls", [eryx.Sandbox, eryx.Session])
+def test_volume_cannot_overlay_the_python_installation(host_dir, guest_path, cls):
+    """A volume at, above or below the guest prefix would shadow the stdlib."""
+    with pytest.raises(ValueError, match="volume guest_path '.*' overlaps the guest's Python "
+                                         "installation under '/usr/local'"):
+        cls(volumes=[(str(host_dir), guest_path, True)])

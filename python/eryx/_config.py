@@ -10,7 +10,6 @@ from typing import Any
 from ._callbacks import CallbackDef, resolve_callbacks
 from ._limits import ResourceLimits
 from ._netconfig import NetConfig
-from ._runtime import GUEST_VERSION_UNKNOWN, read_guest_python_version
 from ._validate import (
     check_bool,
     check_callable,
@@ -34,14 +33,13 @@ GUEST_PREFIX = "/usr/local"  # ERYX_GUEST_PREFIX in goeryx/internal/abi/eryx_abi
 _CONFIG_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
 
 
-def _stdlib_dir() -> str:
-    """ERYX_GUEST_STDLIB_DIR: ``/usr/local/lib/pythonX.Y``; all of ``/usr/local/lib`` when the
-    guest version is unknown (source checkout)."""
-    version = read_guest_python_version()
-    if version == GUEST_VERSION_UNKNOWN:
-        return f"{GUEST_PREFIX}/lib"
-    major_minor = ".".join(version.split(".")[:2])
-    return f"{GUEST_PREFIX}/lib/python{major_minor}"
+def check_not_reserved(name: str, path: str) -> str:
+    """Refuses a normalised guest mount path at, above or below the guest prefix: a mount there
+    would shadow the stdlib (or the interpreter's own files) and break the interpreter."""
+    if paths_overlap(path, GUEST_PREFIX):
+        raise ValueError(
+            f"{name} '{path}' overlaps the guest's Python installation under '{GUEST_PREFIX}'")
+    return path
 
 
 def check_secrets(secrets: object) -> list[dict[str, Any]]:
@@ -96,7 +94,7 @@ def check_volumes(volumes: object, vfs_mount_path: str) -> list[dict[str, Any]]:
             "volumes must be a list or tuple of (host_path, guest_path, read_only) tuples, "
             f"not {type_name(volumes)}"
         )
-    reserved = [SITE_PACKAGES, vfs_mount_path, _stdlib_dir()]
+    reserved = [SITE_PACKAGES, vfs_mount_path]
     result: list[dict[str, Any]] = []
     for item in volumes:
         if not isinstance(item, tuple) or len(item) != 3:
@@ -105,7 +103,8 @@ def check_volumes(volumes: object, vfs_mount_path: str) -> list[dict[str, Any]]:
                 f"not {type_name(item)}"
             )
         host_path = os.path.abspath(check_path("host_path", item[0]))
-        guest_path = check_guest_path("guest_path", item[1])
+        guest_path = check_not_reserved(
+            "volume guest_path", check_guest_path("guest_path", item[1]))
         read_only = check_bool("read_only", item[2])
         for other in reserved:
             if paths_overlap(guest_path, other):
@@ -167,7 +166,8 @@ class EngineConfig:
         if vfs_mount_path is not None:
             if checked_vfs is None:
                 raise ValueError("vfs_mount_path can only be given together with vfs")
-            mount = check_guest_path("vfs_mount_path", vfs_mount_path)
+            mount = check_not_reserved(
+                "vfs_mount_path", check_guest_path("vfs_mount_path", vfs_mount_path))
         elif checked_vfs is not None:
             mount = DEFAULT_VFS_MOUNT_PATH
         return cls(

@@ -71,6 +71,19 @@
 // create links, and chmod is accepted but does not reach the host (a guest must not be able to
 // make host files executable). [HostFile] keeps one descriptor open for its lifetime. Both have
 // Check, which reports when the host path has vanished or been replaced since construction.
+// Only regular files and directories are opened: a FIFO, socket or device in a volume can be
+// listed, stat'ed and removed, but opening it is EACCES (PermissionError). Opening a FIFO blocks
+// until a peer opens it, inside the guest's host call where no deadline reaches; so the type is
+// checked with Stat before the open, and the open itself is O_NONBLOCK and checked again with
+// fstat, for a file swapped in between. A volume whose host path is such a file is refused.
+//
+// Long operations. A guest read or write is one host call whatever its size (gigabytes, for
+// b"x" * 2**30), and a Python loop of large writes passes few bytecode boundaries, where the
+// engine otherwise notices deadlines. Every view therefore calls [Options].Poll at each read and
+// write and between chunks of 4 MiB; the engine's Poll raises the interrupt at the deadline and
+// panics to stop the guest after the grace period or on close. Each interpreter gets its own
+// views ([Volume].View, [Store.FS]) bound to its Poll. A write stopped between chunks has its
+// first chunks written, and the Store's byte accounting follows every chunk.
 //
 // Root. wazero allows a mount at "/" next to deeper mounts (each is its own preopen; wasi-libc
 // picks the longest matching prefix), so [Root] can make "/" list exactly the mount points. A

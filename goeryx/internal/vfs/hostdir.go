@@ -24,6 +24,9 @@ type Volume interface {
 	Check() error
 	// Close releases the host descriptor. Mounts of the volume must not be used afterwards.
 	Close() error
+	// View returns the volume as one guest sees it, with poll as its Options.Poll. Views
+	// share the volume's host descriptor: only the volume itself is closed.
+	View(poll func()) experimentalsys.FS
 }
 
 // OpenVolume returns HostDir or HostFile depending on what hostPath is (following symlinks).
@@ -63,6 +66,12 @@ type hostDir struct {
 }
 
 func (d *hostDir) String() string { return d.path }
+
+func (d *hostDir) View(poll func()) experimentalsys.FS {
+	v := *d
+	v.opts.Poll = poll
+	return &v
+}
 
 func (d *hostDir) Check() error {
 	return checkSame(d.path, d.info, func() (fs.FileInfo, error) { return d.root.Stat(".") })
@@ -140,14 +149,31 @@ func (d *hostDir) open(rel string, dirOnly bool, flag experimentalsys.Oflag) (ex
 	if trunc {
 		oflag |= os.O_TRUNC
 	}
-	f, err := d.root.OpenFile(rel, oflag, 0o666)
+	// Only regular files and directories are opened. Opening a FIFO blocks until a peer
+	// opens it (forever, beyond the run's deadline: the guest is in a host call), and opening
+	// a device can block or have effects. Stat first, so that such a file is never opened;
+	// O_NONBLOCK and the fstat below close the race with a file replaced in between.
+	if info, err := d.root.Stat(rel); err == nil && !openable(info.Mode()) {
+		if creat && flag&experimentalsys.O_EXCL != 0 {
+			return nil, experimentalsys.EEXIST
+		}
+		return nil, experimentalsys.EACCES
+	}
+	f, err := d.root.OpenFile(rel, oflag|syscall.O_NONBLOCK, 0o666)
 	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			return nil, experimentalsys.EACCES // a FIFO without reader, or a socket
+		}
 		return nil, osErrno(err)
 	}
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, osErrno(err)
+	}
+	if !openable(info.Mode()) {
+		f.Close()
+		return nil, experimentalsys.EACCES
 	}
 	if wantDir && !info.IsDir() {
 		f.Close()
@@ -157,6 +183,10 @@ func (d *hostDir) open(rel string, dirOnly bool, flag experimentalsys.Oflag) (ex
 	return &hostFile{vol: d, f: f, rel: rel, read: read, write: write,
 		append: flag&experimentalsys.O_APPEND != 0, isDir: info.IsDir(), dev: st.Dev, ino: st.Ino}, 0
 }
+
+// openable reports the kinds of host file a guest may open: regular files and directories.
+// On Linux O_NONBLOCK changes nothing for them.
+func openable(m fs.FileMode) bool { return m.IsRegular() || m.IsDir() }
 
 func (d *hostDir) Stat(p string) (sys.Stat_t, experimentalsys.Errno) {
 	rel, _, dirOnly, errno := d.rel(p)
@@ -438,15 +468,16 @@ func (h *hostFile) Read(buf []byte) (int, experimentalsys.Errno) {
 	if errno := h.check(h.read); errno != 0 {
 		return 0, errno
 	}
-	if len(buf) == 0 {
-		return 0, 0
-	}
+	opts := h.vol.options()
 	if h.pos != nil {
-		n, err := h.f.ReadAt(buf, *h.pos)
-		*h.pos += int64(n)
+		n, err := opts.chunked(buf, func(chunk []byte, _ int64) (int, error) {
+			n, err := h.f.ReadAt(chunk, *h.pos)
+			*h.pos += int64(n)
+			return n, err
+		})
 		return n, osErrno(err)
 	}
-	n, err := h.f.Read(buf)
+	n, err := opts.chunked(buf, func(chunk []byte, _ int64) (int, error) { return h.f.Read(chunk) })
 	return n, osErrno(err)
 }
 
@@ -457,10 +488,9 @@ func (h *hostFile) Pread(buf []byte, off int64) (int, experimentalsys.Errno) {
 	if off < 0 {
 		return 0, experimentalsys.EINVAL
 	}
-	if len(buf) == 0 {
-		return 0, 0
-	}
-	n, err := h.f.ReadAt(buf, off)
+	n, err := h.vol.options().chunked(buf, func(chunk []byte, at int64) (int, error) {
+		return h.f.ReadAt(chunk, off+at)
+	})
 	return n, osErrno(err)
 }
 
@@ -524,7 +554,8 @@ func (h *hostFile) Write(buf []byte) (int, experimentalsys.Errno) {
 	if len(buf) == 0 {
 		return 0, 0
 	}
-	data := h.vol.options().filter(buf)
+	opts := h.vol.options()
+	data := opts.filter(buf)
 	if h.mu != nil {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -537,8 +568,11 @@ func (h *hostFile) Write(buf []byte) (int, experimentalsys.Errno) {
 			}
 			*h.pos = info.Size()
 		}
-		n, err := h.f.WriteAt(data, *h.pos)
-		*h.pos += int64(n)
+		_, err := opts.chunked(data, func(chunk []byte, _ int64) (int, error) {
+			n, err := h.f.WriteAt(chunk, *h.pos)
+			*h.pos += int64(n)
+			return n, err
+		})
 		if err != nil {
 			return 0, osErrno(err)
 		}
@@ -549,7 +583,7 @@ func (h *hostFile) Write(buf []byte) (int, experimentalsys.Errno) {
 			return 0, osErrno(err)
 		}
 	}
-	if _, err := h.f.Write(data); err != nil {
+	if _, err := opts.chunked(data, func(chunk []byte, _ int64) (int, error) { return h.f.Write(chunk) }); err != nil {
 		return 0, osErrno(err)
 	}
 	return len(buf), 0
@@ -565,7 +599,11 @@ func (h *hostFile) Pwrite(buf []byte, off int64) (int, experimentalsys.Errno) {
 	if len(buf) == 0 {
 		return 0, 0
 	}
-	if _, err := h.f.WriteAt(h.vol.options().filter(buf), off); err != nil {
+	opts := h.vol.options()
+	_, err := opts.chunked(opts.filter(buf), func(chunk []byte, at int64) (int, error) {
+		return h.f.WriteAt(chunk, off+at)
+	})
+	if err != nil {
 		return 0, osErrno(err)
 	}
 	return len(buf), 0

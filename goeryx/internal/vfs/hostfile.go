@@ -31,10 +31,12 @@ func HostFile(file string, opts Options) (Volume, error) {
 	if !info.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: file, Err: errors.New("not a regular file")}
 	}
+	// O_NONBLOCK: if the path is replaced by a FIFO after the Stat above, the open must not
+	// wait for a writer (the check below then refuses it).
 	var f *os.File
 	writable := !opts.ReadOnly
 	if writable {
-		if f, err = os.OpenFile(file, os.O_RDWR, 0); err != nil {
+		if f, err = os.OpenFile(file, os.O_RDWR|syscall.O_NONBLOCK, 0); err != nil {
 			if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
 				return nil, err
 			}
@@ -42,7 +44,7 @@ func HostFile(file string, opts Options) (Volume, error) {
 		}
 	}
 	if f == nil {
-		if f, err = os.Open(file); err != nil {
+		if f, err = os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -57,7 +59,7 @@ func HostFile(file string, opts Options) (Volume, error) {
 	}
 	st := statT(opened)
 	return &hostFileVol{path: file, f: f, info: opened, opts: opts, writable: writable,
-		dev: st.Dev, ino: st.Ino}, nil
+		dev: st.Dev, ino: st.Ino, mu: new(sync.Mutex)}, nil
 }
 
 type hostFileVol struct {
@@ -69,10 +71,16 @@ type hostFileVol struct {
 	writable bool // the descriptor is open for writing
 	dev      uint64
 	ino      sys.Inode
-	mu       sync.Mutex // serialises appends
+	mu       *sync.Mutex // serialises appends, shared by the views
 }
 
 func (v *hostFileVol) String() string { return v.path }
+
+func (v *hostFileVol) View(poll func()) experimentalsys.FS {
+	c := *v
+	c.opts.Poll = poll
+	return &c
+}
 
 func (v *hostFileVol) options() *Options { return &v.opts }
 
@@ -130,7 +138,7 @@ func (v *hostFileVol) OpenFile(p string, flag experimentalsys.Oflag, perm fs.Fil
 	}
 	var pos int64
 	return &hostFile{vol: v, f: v.f, rel: ".", read: read, write: write,
-		append: flag&experimentalsys.O_APPEND != 0, dev: v.dev, ino: v.ino, mu: &v.mu, pos: &pos}, 0
+		append: flag&experimentalsys.O_APPEND != 0, dev: v.dev, ino: v.ino, mu: v.mu, pos: &pos}, 0
 }
 
 func (v *hostFileVol) Stat(p string) (sys.Stat_t, experimentalsys.Errno) {

@@ -125,6 +125,7 @@ type node struct {
 	isDir    bool
 	perm     fs.FileMode
 	children map[string]*node // directories only
+	subdirs  int              // directories only: how many children are directories (Nlink)
 	data     content          // files only
 	nlink    int              // directory entries naming this node: 1, or 0 once removed
 	open     int              // open guest handles
@@ -178,12 +179,7 @@ func (s *Store) stat(n *node) sys.Stat_t {
 		Atim: n.atim, Mtim: n.mtim, Ctim: n.ctim}
 	if n.isDir {
 		st.Mode |= fs.ModeDir
-		st.Nlink = 2
-		for _, c := range n.children {
-			if c.isDir {
-				st.Nlink++
-			}
-		}
+		st.Nlink = 2 + uint64(n.subdirs)
 		if n.nlink == 0 {
 			st.Nlink = 0
 		}
@@ -238,8 +234,10 @@ func (s *Store) resize(n *node, size int64) {
 	n.data.truncate(size)
 }
 
-// writeAt writes data at off into file n, all or nothing.
-func (s *Store) writeAt(n *node, data []byte, off int64) experimentalsys.Errno {
+// writeAt writes data at off into file n, all or nothing as far as the budget goes. The copy
+// is done in chunks with poll (Options.Poll) before each, and the size and the budget follow
+// each chunk, so a poll that panics leaves a consistent (shorter) write.
+func (s *Store) writeAt(n *node, data []byte, off int64, poll func()) experimentalsys.Errno {
 	if off < 0 {
 		return experimentalsys.EINVAL
 	}
@@ -251,9 +249,16 @@ func (s *Store) writeAt(n *node, data []byte, off int64) experimentalsys.Errno {
 		if errno := s.checkGrow(n.data.size, end); errno != 0 {
 			return errno
 		}
-		s.used += end - n.data.size
 	}
-	n.data.writeAt(data, off)
+	for i := 0; i < len(data); i += ioChunk {
+		poll()
+		chunk := data[i:min(len(data), i+ioChunk)]
+		at := off + int64(i)
+		if e := at + int64(len(chunk)); e > n.data.size {
+			s.used += e - n.data.size
+		}
+		n.data.writeAt(chunk, at)
+	}
 	t := now()
 	n.mtim, n.ctim = t, t
 	return 0
@@ -263,7 +268,9 @@ func (s *Store) writeAt(n *node, data []byte, off int64) experimentalsys.Errno {
 func (s *Store) link(dir *node, name string, n *node) {
 	dir.children[name] = n
 	n.nlink = 1
-	if !n.isDir {
+	if n.isDir {
+		dir.subdirs++
+	} else {
 		s.files++
 	}
 	t := now()
@@ -274,7 +281,9 @@ func (s *Store) link(dir *node, name string, n *node) {
 func (s *Store) unlink(dir *node, name string, n *node) {
 	delete(dir.children, name)
 	n.nlink = 0
-	if !n.isDir {
+	if n.isDir {
+		dir.subdirs--
+	} else {
 		s.files--
 	}
 	t := now()

