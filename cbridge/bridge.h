@@ -56,6 +56,8 @@ PyObject *eryx_result(const char *out, Py_ssize_t out_len,
                       const char *json_error, Py_ssize_t json_error_len);
 void eryx_decref(PyObject *obj);
 void eryx_raise_invalid_handle(void);
+int eryx_signals_watched(void);
+int eryx_run_signal_handlers(void);
 void eryx_raise_error(PyObject *module,
                       const char *kind, Py_ssize_t kind_len,
                       const char *message, Py_ssize_t message_len,

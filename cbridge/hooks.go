@@ -73,6 +73,15 @@ func (h *pyHooks) Output(stream int, chunk string) {
 	C.eryx_call_output(h.output, C.int(stream), cstr(chunk), clen(chunk))
 }
 
+// WatchSignals implements goeryx.SignalWatcher: when the run is called from Python's main
+// thread (module.c, call_execute), the engine lets Python run its signal handlers during it.
+func (h *pyHooks) WatchSignals() func() bool {
+	if C.eryx_signals_watched() == 0 {
+		return nil
+	}
+	return func() bool { return C.eryx_run_signal_handlers() != 0 }
+}
+
 type callbackReply struct {
 	result string
 	err    error

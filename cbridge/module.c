@@ -541,6 +541,62 @@ sandbox_new(PyObject *module, PyObject *args)
 /* The execute functions take an optional cancel token (0: none): see token_new. */
 typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token);
 
+/* Signal handlers during a run. Python runs them in its main thread only, and a run keeps its
+ * calling thread inside the engine; so while a run called from the main thread is in
+ * progress, the engine calls eryx_run_signal_handlers from that same thread every few
+ * milliseconds (goeryx.SignalWatcher), as time.sleep wakes up for them. A handler that raises
+ * (KeyboardInterrupt on Ctrl-C) interrupts the run cooperatively, and call_execute raises its
+ * exception instead of the run's outcome. */
+static _Thread_local int watch_signals;      /* a main-thread run is in the engine */
+static _Thread_local int in_signal_handlers; /* eryx_run_signal_handlers is running them */
+static _Thread_local PyObject *signal_type, *signal_value, *signal_tb; /* what one raised */
+static long long main_thread_ident = -1;     /* -1: not looked up yet; -2: unknown */
+
+static int
+on_main_thread(void)
+{
+    if (main_thread_ident == -1) {
+        PyObject *threading = PyImport_ImportModule("threading");
+        PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+        PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+        main_thread_ident = ident ? PyLong_AsLongLong(ident) : -2;
+        Py_XDECREF(ident);
+        Py_XDECREF(main);
+        Py_XDECREF(threading);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            main_thread_ident = -2;
+        }
+    }
+    return main_thread_ident == (long long)PyThread_get_thread_ident();
+}
+
+int
+eryx_signals_watched(void)
+{
+    return watch_signals;
+}
+
+/* GIL not held on entry (the engine calls it from inside a run). */
+int
+eryx_run_signal_handlers(void)
+{
+    if (!watch_signals || signal_type != NULL) {
+        return signal_type != NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure(); /* the main thread's own state, resumed */
+    in_signal_handlers = 1;
+    if (PyErr_CheckSignals() < 0) {
+        PyErr_Fetch(&signal_type, &signal_value, &signal_tb);
+        if (signal_type == NULL) { /* an error without a type cannot happen; be safe */
+            signal_type = Py_NewRef(PyExc_KeyboardInterrupt);
+        }
+    }
+    in_signal_handlers = 0;
+    PyGILState_Release(gil);
+    return signal_type != NULL;
+}
+
 static PyObject *
 call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn)
 {
@@ -551,10 +607,29 @@ call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn
     if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token)) {
         return NULL;
     }
+    if (in_signal_handlers) {
+        /* A handler that runs code in a sandbox while this thread's run is paused in it
+         * would wait for that run (a Session) or nest engine calls: refuse. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot run sandboxed code from a signal handler that interrupts a run");
+        return NULL;
+    }
+    int watch = on_main_thread();
     Py_BEGIN_ALLOW_THREADS
+    watch_signals = watch;
     done = fn(h, (char *)s.s, s.len, token);
+    watch_signals = 0;
     Py_END_ALLOW_THREADS
-    return goFinish(module, done);
+    PyObject *result = goFinish(module, done);
+    if (signal_type == NULL) {
+        return result;
+    }
+    /* A signal handler raised during the run: the run was interrupted for it. */
+    Py_XDECREF(result);
+    PyErr_Clear();
+    PyErr_Restore(signal_type, signal_value, signal_tb);
+    signal_type = signal_value = signal_tb = NULL;
+    return NULL;
 }
 
 PyDoc_STRVAR(sandbox_execute_doc,

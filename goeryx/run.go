@@ -19,6 +19,10 @@ const (
 	// goeryx/internal/instrument). The bytecode loop is not instrumented: the runtime ticks
 	// from its eval-breaker check every 1-2 ms of Python (instrument.EvalLoopFunctions).
 	tickBudget = 1 << 16
+	// signalCheckInterval is how often a run whose host watches signals (Hooks.WatchSignals:
+	// Ctrl-C in Python's main thread) lets the host run its signal handlers; sleeps and waits
+	// wake up for it.
+	signalCheckInterval = 10 * time.Millisecond
 	// hardStopGrace is how long the guest may keep running after the cooperative interrupt
 	// ("about 1 s", API.md §2.1): short enough that a C-level loop, which never reaches a
 	// bytecode boundary, is stopped within a second of the deadline.
@@ -64,8 +68,12 @@ type runState struct {
 	// the deadline (cooperatively, then hard after the grace period).
 	stopRequested atomic.Bool
 	wake          chan struct{} // closed on cancel or stop request, to end sleeps and waits
-	wakeOnce      sync.Once
-	stopCtx       func() bool // unregisters the context watcher
+	// signals, when set, runs the host's signal handlers; true means one asks to interrupt
+	// the run (Hooks.WatchSignals). nextSignalCheck rate-limits it (guest goroutine only).
+	signals         func() bool
+	nextSignalCheck time.Time
+	wakeOnce        sync.Once
+	stopCtx         func() bool // unregisters the context watcher
 
 	// Fuel (fuel.go), used on the guest goroutine only. fuelMetered: the run meters fuel, at
 	// most maxFuel, from its start to its end. fuelGiven is the fuel handed to the guest so
@@ -136,6 +144,9 @@ func (r *runState) end() {
 // beginRun installs a run on the instance. When ctx ends, the run is interrupted.
 func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
+	if w, ok := l.hooks.(SignalWatcher); ok {
+		r.signals = w.WatchSignals() // on the calling goroutine: the host may look at its thread
+	}
 	inst.memUse.beginRun(inst.mem)
 	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
@@ -166,6 +177,14 @@ func (inst *instance) poll() {
 	}
 	if r.cancelled.Load() {
 		panic(errCancelled)
+	}
+	if r.signals != nil && !r.stopRequested.Load() {
+		if now := time.Now(); !now.Before(r.nextSignalCheck) {
+			r.nextSignalCheck = now.Add(signalCheckInterval)
+			if r.signals() {
+				r.requestStop() // a handler raised (KeyboardInterrupt): stop as if cancelled
+			}
+		}
 	}
 	if r.deadline.IsZero() && !r.stopRequested.Load() {
 		return
@@ -223,15 +242,24 @@ func (inst *instance) nanosleep(ns int64) {
 			until = w
 		}
 	}
-	if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-wake:
-			t.Stop()
+	for {
+		d := time.Until(until)
+		if r != nil && r.signals != nil {
+			d = min(d, signalCheckInterval) // wake up to let the host run its signal handlers
+		}
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-wake:
+				t.Stop()
+			}
+		}
+		inst.poll()
+		if r == nil || !time.Now().Before(until) || r.stopRequested.Load() || !r.interrupted.IsZero() {
+			return
 		}
 	}
-	inst.poll()
 }
 
 // tick is the instrumentation's periodic host call. Yielding hands the P to other goroutines
@@ -432,6 +460,12 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 	}
 	if w := r.nextWake(); !w.IsZero() && (until.IsZero() || w.Before(until)) {
 		until = w
+	}
+	if r.signals != nil {
+		// Return early to let the host run its signal handlers (the event loop waits again).
+		if c := time.Now().Add(signalCheckInterval); until.IsZero() || c.Before(until) {
+			until = c
+		}
 	}
 	if !until.IsZero() {
 		t := time.NewTimer(time.Until(until))

@@ -161,6 +161,10 @@ def _run_once(args: argparse.Namespace, code: str) -> int:
             pass  # the traceback was streamed to stderr
         except EryxError as exc:
             _error(str(exc))
+        except KeyboardInterrupt:
+            # Ctrl-C interrupted the run; exit as an interrupted Python program does.
+            print("KeyboardInterrupt", file=sys.stderr)
+            return 130
         else:
             return 0
     return 1
