@@ -538,8 +538,11 @@ sandbox_new(PyObject *module, PyObject *args)
     return new_instance(module, args, "Ly*LOO:sandbox_new", goSandboxNew);
 }
 
-/* The execute functions take an optional cancel token (0: none): see token_new. */
-typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token);
+/* The execute functions take an optional cancel token (0: none, see token_new), stdin
+ * (stdin_len -1: none) and the JSON of the other run options (options_len -1: none). */
+typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token,
+                                char *stdin_data, Py_ssize_t stdin_len,
+                                char *options, Py_ssize_t options_len);
 
 /* Signal handlers during a run. Python runs them in its main thread only, and a run keeps its
  * calling thread inside the engine; so while a run called from the main thread is in
@@ -603,8 +606,18 @@ call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn
     long long h, token = 0;
     utf8_arg s;
     uintptr_t done;
+    PyObject *stdin_obj = Py_None, *options_obj = Py_None;
+    char *stdin_data = NULL, *options = NULL;
+    Py_ssize_t stdin_len = -1, options_len = -1;
 
-    if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token)) {
+    if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token, &stdin_obj, &options_obj)) {
+        return NULL;
+    }
+    /* bytes or None each (the package encodes them): TypeError otherwise */
+    if (stdin_obj != Py_None && PyBytes_AsStringAndSize(stdin_obj, &stdin_data, &stdin_len) < 0) {
+        return NULL;
+    }
+    if (options_obj != Py_None && PyBytes_AsStringAndSize(options_obj, &options, &options_len) < 0) {
         return NULL;
     }
     if (in_signal_handlers) {
@@ -617,7 +630,7 @@ call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn
     int watch = on_main_thread();
     Py_BEGIN_ALLOW_THREADS
     watch_signals = watch;
-    done = fn(h, (char *)s.s, s.len, token);
+    done = fn(h, (char *)s.s, s.len, token, stdin_data, stdin_len, options, options_len);
     watch_signals = 0;
     Py_END_ALLOW_THREADS
     PyObject *result = goFinish(module, done);
@@ -633,13 +646,14 @@ call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn
 }
 
 PyDoc_STRVAR(sandbox_execute_doc,
-"sandbox_execute($module, h, code, token=0, /)\n--\n\n"
-"Sandbox.Execute; returns the result tuple. Cancelling the token interrupts the run.");
+"sandbox_execute($module, h, code, token=0, stdin=None, options=None, /)\n--\n\n"
+"Sandbox.Execute; returns the result tuple. Cancelling the token interrupts the run;\n"
+"stdin: bytes the guest reads, or None; options: JSON bytes of the other run options.");
 
 static PyObject *
 sandbox_execute(PyObject *module, PyObject *args)
 {
-    return call_execute(module, args, "LO&|L:sandbox_execute", goSandboxExecute);
+    return call_execute(module, args, "LO&|LOO:sandbox_execute", goSandboxExecute);
 }
 
 PyDoc_STRVAR(token_new_doc,
@@ -680,12 +694,13 @@ session_new(PyObject *module, PyObject *args)
 }
 
 PyDoc_STRVAR(session_execute_doc,
-"session_execute($module, h, code, token=0, /)\n--\n\nSession.Execute; returns the result tuple.");
+"session_execute($module, h, code, token=0, stdin=None, options=None, /)\n--\n\n"
+"Session.Execute; returns the result tuple. stdin: bytes the guest reads, or None.");
 
 static PyObject *
 session_execute(PyObject *module, PyObject *args)
 {
-    return call_execute(module, args, "LO&|L:session_execute", goSessionExecute);
+    return call_execute(module, args, "LO&|LOO:session_execute", goSessionExecute);
 }
 
 PyDoc_STRVAR(session_reset_doc,

@@ -183,11 +183,12 @@ type runResponse struct {
 
 // execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6). maxFuel
 // (metered when set) requires inst to run the fuel module.
-func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
+func (b *box) execute(ctx context.Context, inst *instance, code string, opts *RunOptions, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
 	l := b.limits(timeoutMS, maxFuel)
+	header, payload := runRequest(code, opts)
 	r := inst.beginRun(ctx, l)
 	var resp runResponse
-	_, reqErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
+	_, reqErr := inst.request(header, payload, &resp)
 	var fuel *uint64
 	if r.fuelMetered && !r.outOfFuel {
 		// The guest checks its budget at every function exit, so it cannot have overdrawn it

@@ -13,7 +13,7 @@ from ._dispatch import Hooks
 from ._handle import Handle
 from ._result import ExecuteResult
 from ._runtime import call, runtime
-from ._validate import check_code
+from ._validate import check_code, check_stdin
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -87,11 +87,11 @@ class Runner:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code``; implemented by Sandbox and Session."""
         raise NotImplementedError
 
-    async def execute_async(self, code: str) -> ExecuteResult:
+    async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """``execute`` on a worker thread, without blocking the event loop.
 
         Cancelling the awaiting task interrupts the run and ``asyncio.CancelledError``
@@ -102,9 +102,10 @@ class Runner:
         from . import _eryx
 
         code = check_code(code)
+        data = check_stdin(stdin)
         loop = asyncio.get_running_loop()
         token: int = _eryx.token_new()
-        future = self._get_executor().submit(self._execute, code, token)
+        future = self._get_executor().submit(self._execute, code, token, data)
         future.add_done_callback(lambda _: _eryx.handle_free(token))
         try:
             return await asyncio.wrap_future(future, loop=loop)
@@ -115,8 +116,13 @@ class Runner:
                 pass
             raise
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
-        """Run validated ``code``; cancelling ``token`` (from bridge ``token_new``) interrupts it."""
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
+        """Run validated ``code``; cancelling ``token`` (from bridge ``token_new``) interrupts it.
+        ``options`` is the JSON of the CLI's run options (docs/BRIDGE.md): ``interactive``
+        (compile as the REPL does: expression values are printed), ``filename`` (the name in
+        tracebacks) and ``argv`` (the guest's ``sys.argv``)."""
         raise NotImplementedError
 
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:

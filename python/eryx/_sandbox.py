@@ -13,7 +13,7 @@ from ._netconfig import NetConfig
 from ._result import ExecuteResult, make_result
 from ._runner import Runner
 from ._runtime import call, require_native
-from ._validate import check_bool, check_code, check_instance
+from ._validate import check_bool, check_code, check_instance, check_stdin
 from ._vfs import VfsStorage
 
 __all__ = ["Sandbox"]
@@ -28,7 +28,9 @@ class Sandbox(Runner):
     """
 
     _kind = "Sandbox"
-    _max_async_workers = None  # ThreadPoolExecutor's default
+    # execute_async runs each call on a worker thread; runs are independent, so the pool only
+    # bounds the threads, far above what the engine runs at once.
+    _max_async_workers = 1024
 
     def __init__(
         self,
@@ -75,19 +77,23 @@ class Sandbox(Runner):
 
         self._open(config, _eryx.sandbox_new, _eryx.sandbox_close)
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code`` in a fresh interpreter and return its result.
 
-        Raises ``ExecutionError``, ``TimeoutError``, ``ResourceLimitError``, ...
-        (API.md §6.6); ``ValueError("Sandbox is closed")`` after ``close()``.
+        ``stdin`` (``str`` or ``bytes``) is what the guest's ``sys.stdin`` reads (``input()``);
+        without it ``input()`` raises ``EOFError``. Raises ``ExecutionError``,
+        ``TimeoutError``, ``ResourceLimitError``, ... (API.md §6.6);
+        ``ValueError("Sandbox is closed")`` after ``close()``.
         """
-        return self._execute(check_code(code), 0)
+        return self._execute(check_code(code), 0, check_stdin(stdin))
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
         from . import _eryx
 
         with self._use() as h:
-            return make_result(call(_eryx.sandbox_execute, h, code, token))
+            return make_result(call(_eryx.sandbox_execute, h, code, token, stdin, options))
 
     def __repr__(self) -> str:
         config = self._config

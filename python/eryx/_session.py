@@ -15,7 +15,14 @@ from ._result import ExecuteResult, make_result
 from ._runner import Runner
 from ._runtime import call, require_native
 from ._sandbox import Volume
-from ._validate import INT64_MAX, check_bytes_like, check_code, check_instance, check_int
+from ._validate import (
+    INT64_MAX,
+    check_bytes_like,
+    check_code,
+    check_instance,
+    check_int,
+    check_stdin,
+)
 from ._vfs import VfsStorage
 
 __all__ = ["Session"]
@@ -92,20 +99,24 @@ class Session(Runner):
 
     # -- runs -------------------------------------------------------------------------------
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code`` in the persistent namespace and return its result.
 
-        ``execution_count`` is incremented before the run (failed runs count).
+        ``stdin`` (``str`` or ``bytes``) is what the guest's ``sys.stdin`` reads in this run
+        (``input()``); without it ``input()`` raises ``EOFError``. ``execution_count`` is
+        incremented before the run (failed runs count).
         """
-        return self._execute(check_code(code), 0)
+        return self._execute(check_code(code), 0, check_stdin(stdin))
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
         from . import _eryx
 
         with self._operation() as h:
-            return make_result(call(_eryx.session_execute, h, code, token))
+            return make_result(call(_eryx.session_execute, h, code, token, stdin, options))
 
-    async def execute_async(self, code: str) -> ExecuteResult:
+    async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """``execute`` on a worker thread, without blocking the event loop.
 
         Cancelling the awaiting task interrupts the run as a timeout would (the state is kept
@@ -113,7 +124,7 @@ class Session(Runner):
         operations queue until the run has stopped.
         """
         self._check_reentry()
-        return await super().execute_async(code)
+        return await super().execute_async(code, stdin=stdin)
 
     def reset(self) -> None:
         """Replace the interpreter: user globals are gone, ``execution_count`` becomes 0; the
