@@ -28,6 +28,7 @@ type box struct {
 	configured map[string]any // the configure request every new interpreter gets
 	volumes    []vfs.Volume
 	root       experimentalsys.FS
+	scratch    bool // the interpreters get a scratch directory at ScratchDir
 	secrets    *secrets
 	// callbacksInFlight counts this box's callbacks whose host function is still running.
 	callbacksInFlight atomic.Int64
@@ -87,9 +88,23 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 		"op":              protocol.ReqConfigure,
 		"result_variable": b.resultVar,
 		"callbacks":       cfg.Callbacks,
-		"env":             b.secrets.env,
+		"env":             b.guestEnv(),
+		"cwd":             map[bool]string{true: ScratchDir}[b.scratch],
 	}
 	return b, nil
+}
+
+// guestEnv is the guest's os.environ: the runtime's entries (a home, a temporary directory and
+// a user name, as a login shell has), then one entry per secret.
+func (b *box) guestEnv() map[string]string {
+	env := map[string]string{"USER": GuestUser, "LOGNAME": GuestUser}
+	if b.scratch {
+		env["HOME"], env["TMPDIR"] = ScratchDir, ScratchDir
+	}
+	for k, v := range b.secrets.env {
+		env[k] = v
+	}
+	return env
 }
 
 // limits are the limits of one run: timeoutMS and maxFuel are the Sandbox's configured ones or

@@ -110,8 +110,18 @@ func pathsOverlap(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
+// ScratchDir is the guest's private writable scratch directory: its cwd, TMPDIR and HOME
+// (API.md §5.5). Each interpreter gets a new in-memory one, capped like a private /data: a
+// Sandbox run's is gone after the run, a Session's lasts until reset. It is not mounted when
+// a volume or the VFS mount path claims the path.
+const ScratchDir = "/scratch"
+
+// GuestUser is the user name the guest sees (USER, LOGNAME: getpass.getuser()).
+const GuestUser = "sandbox"
+
 // mounts are the file systems of a new interpreter besides the stdlib: "/" (listing only the
-// mount points), /data (the shared store or a private one) and the volumes.
+// mount points), /data (the shared store or a private one), the scratch directory and the
+// volumes.
 func (b *box) mounts() ([]mount, error) {
 	store := b.store
 	if store == nil {
@@ -123,6 +133,14 @@ func (b *box) mounts() ([]mount, error) {
 		return store.store.FS(o)
 	}
 	ms := []mount{{view: fixedView(b.root), guestPath: "/"}, {view: storeView, guestPath: b.mountPath}}
+	if b.scratch {
+		scratch := b.newPrivateStore()
+		ms = append(ms, mount{view: func(poll func()) experimentalsys.FS {
+			o := b.fileOptions(false)
+			o.Poll = poll
+			return scratch.store.FS(o)
+		}, guestPath: ScratchDir})
+	}
 	for i, vol := range b.volumes {
 		if err := vol.Check(); err != nil {
 			return nil, initError("volume host path does not exist: %s", b.cfg.Volumes[i].HostPath)
@@ -162,6 +180,13 @@ func (b *box) openFilesystems() error {
 		} else {
 			dirs = append(dirs, path.Clean(v.GuestPath))
 		}
+	}
+	b.scratch = !pathsOverlap(path.Clean(b.mountPath), ScratchDir)
+	for _, d := range append(dirs[2:], files...) {
+		b.scratch = b.scratch && !pathsOverlap(d, ScratchDir)
+	}
+	if b.scratch {
+		dirs = append(dirs, ScratchDir)
 	}
 	root, err := vfs.RootWithFiles(dirs, files)
 	if err != nil {

@@ -242,6 +242,7 @@ func (inst *instance) nanosleep(ns int64) {
 			until = w
 		}
 	}
+	defer inst.cpu.wait()()
 	for {
 		d := time.Until(until)
 		if r != nil && r.signals != nil {
@@ -488,12 +489,14 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 	}
 	r.early = r.early[:0]
 	if len(done) == 0 {
+		stopWaiting := inst.cpu.wait()
 		select {
 		case c := <-r.done:
 			add(c)
 		case <-timer:
 		case <-r.wake:
 		}
+		stopWaiting()
 	}
 	for more := true; more; {
 		select {

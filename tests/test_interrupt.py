@@ -91,9 +91,10 @@ def test_runs_on_other_threads_are_not_interrupted():
 
 
 def test_cli_exits_130_on_ctrl_c():
-    proc = subprocess.Popen([sys.executable, "-m", "eryx", "-c", "while True: pass"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eryx", "-c", "print('running', flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "running\n"  # the run is in progress
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

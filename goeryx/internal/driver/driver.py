@@ -673,6 +673,8 @@ def _configure(header, payload):
     random.seed()  # from os.urandom, i.e. the host CSPRNG: no two interpreters share a sequence
     os.environ.clear()
     os.environ.update(header.get("env") or {})
+    if header.get("cwd"):  # the private scratch directory
+        os.chdir(header["cwd"])
     _result_variable = header.get("result_variable") or "result"
     _callbacks = header.get("callbacks") or []
     _callbacks_by_name = {c["name"]: c for c in _callbacks}
@@ -796,6 +798,95 @@ def _deny_network():
     socket.gethostname = lambda: "sandbox"
 
 
+class _Quitter:
+    """exit() and quit(), which the site module would define: they raise SystemExit."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "Use %s() to end the code" % self.name
+
+    def __call__(self, code=None):
+        raise SystemExit(code)
+
+
+class _Helper:
+    """help(), as the site module defines it (pydoc is imported on first use)."""
+
+    def __repr__(self):
+        return "Type help() for interactive help, or help(object) for help about object."
+
+    def __call__(self, *args, **kwds):
+        import pydoc
+
+        return pydoc.help(*args, **kwds)
+
+
+def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
+    """hashlib.pbkdf2_hmac (RFC 8018) without OpenSSL, as CPython had before 3.12."""
+    import hmac
+
+    if not isinstance(hash_name, str):
+        raise TypeError(hash_name)
+    password, salt = bytes(memoryview(password)), bytes(memoryview(salt))
+    if iterations < 1:
+        raise ValueError(iterations)
+    inner = hmac.new(password, None, hash_name)
+    if dklen is None:
+        dklen = inner.digest_size
+    if dklen < 1:
+        raise ValueError(dklen)
+    blocks, loop = [], 1
+    while sum(len(b) for b in blocks) < dklen:
+        h = inner.copy()
+        h.update(salt + loop.to_bytes(4, "big"))
+        u = h.digest()
+        acc = int.from_bytes(u, "big")
+        for _ in range(iterations - 1):
+            h = inner.copy()
+            h.update(u)
+            u = h.digest()
+            acc ^= int.from_bytes(u, "big")
+        blocks.append(acc.to_bytes(inner.digest_size, "big"))
+        loop += 1
+    return b"".join(blocks)[:dklen]
+
+
+def _guest_environment():
+    """What a Python user expects of the interpreter that site, OpenSSL and threads would
+    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac, and
+    errors that say why threads and processes are missing."""
+    import hashlib
+    import threading
+    import time
+
+    builtins.exit, builtins.quit, builtins.help = _Quitter("exit"), _Quitter("quit"), _Helper()
+    call, empty = _host.call, _encode({})  # noqa: F821
+
+    def process_time_ns():
+        return _decode(call(OP_CPU_TIME, empty))[0]["ns"]  # noqa: F821
+
+    def process_time():
+        return process_time_ns() / 1e9
+
+    # The interpreter's CPU time, measured by the host (one thread: also the thread's).
+    for name, fn in (("process_time", process_time), ("process_time_ns", process_time_ns),
+                     ("thread_time", process_time), ("thread_time_ns", process_time_ns)):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__module__ = "time"
+        setattr(time, name, fn)
+    if not hasattr(hashlib, "pbkdf2_hmac"):
+        _pbkdf2_hmac.__module__ = "hashlib"
+        _pbkdf2_hmac.__name__ = _pbkdf2_hmac.__qualname__ = "pbkdf2_hmac"
+        hashlib.pbkdf2_hmac = _pbkdf2_hmac
+
+    def start(self):
+        raise RuntimeError("threads are not available in the sandbox")
+
+    threading.Thread.start = start
+
+
 def _prepare(header, payload):
     """Import what nearly every run needs, so that it is part of the memory image."""
     import asyncio  # noqa: F401
@@ -805,6 +896,7 @@ def _prepare(header, payload):
 
     _install_event_loop()
     _deny_network()
+    _guest_environment()
     for name in header.get("imports") or ():
         __import__(name)
     # Everything alive now is part of the image: keep it out of garbage collections, which
