@@ -201,3 +201,19 @@ def test_repl_echoes_values():
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+# ---- callbacks with reserved names --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["print", "json", "re.search", "open"])
+def test_reserved_callback_name_warns_at_registration(name):
+    with pytest.warns(UserWarning, match=f"callback '{name}' is not injected into the guest"):
+        sb = eryx.Sandbox(callbacks=[{"name": name, "fn": lambda: "reached"}])
+    assert sb.execute(f"result = await invoke({name!r})").result == "reached"
+
+
+def test_ordinary_callback_names_do_not_warn(recwarn):
+    eryx.Sandbox(callbacks=[{"name": "lookup", "fn": lambda: 1},
+                            {"name": "tools.search", "fn": lambda: 2}])
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]

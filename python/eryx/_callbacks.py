@@ -253,4 +253,30 @@ def resolve_callbacks(callbacks: object) -> list[CallbackDef]:
     by_name: dict[str, CallbackDef] = {}
     for d in defs:
         by_name[d.name] = d
+    for name in by_name:
+        _warn_if_reserved(name)
     return list(by_name.values())
+
+
+# Guest names a callback cannot take (the guest's builtins, which match the host's closely
+# enough for a warning, and the names the guest reserves): such a callback is reachable only
+# through invoke().
+_RESERVED_EXTRA = frozenset(
+    ("invoke", "list_callbacks", "eryx_guest", "asyncio", "json", "math", "re", "os",
+     "subprocess", "socket")
+)
+
+
+def _warn_if_reserved(name: str) -> None:
+    import builtins
+
+    root = name.split(".", 1)[0]
+    if root in _RESERVED_EXTRA or root in dir(builtins):
+        import warnings
+
+        warnings.warn(
+            f"callback {name!r} is not injected into the guest: {root!r} is a reserved name "
+            f"(a builtin or a common module); call it there as await invoke({name!r}, ...)",
+            UserWarning,
+            stacklevel=4,
+        )
