@@ -73,7 +73,7 @@ void eryx_raise_error(PyObject *module,
  */
 void eryx_call_output(PyObject *fn, int stream, const char *chunk, Py_ssize_t len);
 int eryx_call_callback(PyObject *fn, long long index, const char *args, Py_ssize_t args_len,
-                       long long timeout_ms, eryx_reply *reply);
+                       long long timeout_ms, long long run_token, eryx_reply *reply);
 void eryx_release_hooks(PyObject *output, PyObject *callback);
 
 #endif /* ERYX_BRIDGE_H */

@@ -106,16 +106,17 @@ func (h *pyHooks) Callback(ctx context.Context, index int, argsJSON string, time
 		return "", &goeryx.CallbackFailure{Kind: "raised", Message: msg}
 	}
 	defer h.leave()
-	r := h.call(index, argsJSON, timeoutMS)
+	token, _ := ctx.Value(runTokenKey{}).(int64)
+	r := h.call(index, argsJSON, timeoutMS, token)
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	return r.result, r.err
 }
 
-func (h *pyHooks) call(index int, argsJSON string, timeoutMS int64) callbackReply {
+func (h *pyHooks) call(index int, argsJSON string, timeoutMS, token int64) callbackReply {
 	var reply C.eryx_reply
-	if C.eryx_call_callback(h.callback, C.longlong(index), cstr(argsJSON), clen(argsJSON), C.longlong(timeoutMS), &reply) < 0 {
+	if C.eryx_call_callback(h.callback, C.longlong(index), cstr(argsJSON), clen(argsJSON), C.longlong(timeoutMS), C.longlong(token), &reply) < 0 {
 		return callbackReply{err: &goeryx.CallbackFailure{Kind: "raised", Message: "MemoryError: out of memory"}}
 	}
 	data := goString(reply.data, reply.len)

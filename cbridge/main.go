@@ -223,6 +223,10 @@ func goTokenCancel(h C.longlong) C.uintptr_t {
 	return with(h, func(t *cancelToken) finish { t.cancel(); return returnNone(nil) })
 }
 
+// runTokenKey marks the context of an execute call made with a token (execute_async): its
+// callbacks tell Python the token, which finds the caller's event loop by it.
+type runTokenKey struct{}
+
 // runContext is the context of an execute call: the token's, or the background (token 0).
 func runContext(token C.longlong) (context.Context, error) {
 	if token == 0 {
@@ -232,7 +236,7 @@ func runContext(token C.longlong) (context.Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.ctx, nil
+	return context.WithValue(t.ctx, runTokenKey{}, int64(token)), nil
 }
 
 //export goSandboxClose

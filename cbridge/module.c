@@ -282,13 +282,14 @@ reply_from_result(eryx_reply *reply, PyObject *result)
 
 int
 eryx_call_callback(PyObject *fn, long long index, const char *args, Py_ssize_t args_len,
-                   long long timeout_ms, eryx_reply *reply)
+                   long long timeout_ms, long long run_token, eryx_reply *reply)
 {
     PyGILState_STATE gil = ensure_gil();
     PyObject *result;
     int status;
 
-    result = PyObject_CallFunction(fn, "LNL", index, eryx_str(args, args_len), timeout_ms);
+    result = PyObject_CallFunction(fn, "LNLL", index, eryx_str(args, args_len), timeout_ms,
+                                   run_token);
     if (result == NULL) {
         status = reply_from_exception(reply);
     }

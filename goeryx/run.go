@@ -55,6 +55,7 @@ type runLimits struct {
 // runState is the host side of one run in progress.
 type runState struct {
 	limits   *runLimits
+	ctx      context.Context // the caller's, for the run's callbacks
 	start    time.Time
 	deadline time.Time // zero: none
 
@@ -106,6 +107,7 @@ type guestError struct {
 func newRunState(l *runLimits) *runState {
 	r := &runState{
 		limits:   l,
+		ctx:      context.Background(),
 		start:    time.Now(),
 		wake:     make(chan struct{}),
 		inflight: map[int64]context.CancelFunc{},
@@ -144,6 +146,7 @@ func (r *runState) end() {
 // beginRun installs a run on the instance. When ctx ends, the run is interrupted.
 func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
+	r.ctx = context.WithoutCancel(ctx) // values only: the run ends its callbacks itself (end)
 	if w, ok := l.hooks.(SignalWatcher); ok {
 		r.signals = w.WatchSignals() // on the calling goroutine: the host may look at its thread
 	}
@@ -302,7 +305,9 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 	}
 	r.nextID++
 	id := r.nextID
-	ctx, cancel := context.WithCancel(context.Background())
+	// The callback's context carries the values of the run's (the bridge finds its
+	// execute_async call there); it ends when the callback is cancelled or the run ends.
+	ctx, cancel := context.WithCancel(r.ctx)
 	r.inflight[id] = cancel
 	argsJSON := string(args)
 	// The completion is delivered once: by the callback, or by the timeout (the callback's own

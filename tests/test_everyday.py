@@ -217,3 +217,32 @@ def test_ordinary_callback_names_do_not_warn(recwarn):
     eryx.Sandbox(callbacks=[{"name": "lookup", "fn": lambda: 1},
                             {"name": "tools.search", "fn": lambda: 2}])
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+# ---- async callbacks on the caller's event loop ---------------------------------------------
+
+
+def test_async_callbacks_run_on_the_callers_loop_under_execute_async():
+    async def main():
+        queue: asyncio.Queue[str] = asyncio.Queue()  # bound to this loop
+        this_loop = asyncio.get_running_loop()
+
+        async def publish(item: str) -> bool:
+            await queue.put(item)  # an application object: works only on its own loop
+            return asyncio.get_running_loop() is this_loop
+
+        sb = eryx.Sandbox(callbacks=[{"name": "publish", "fn": publish}])
+        r = await sb.execute_async("result = [await publish(item='a'), await publish(item='b')]")
+        return r.result, [queue.get_nowait(), queue.get_nowait()]
+
+    assert asyncio.run(main()) == ([True, True], ["a", "b"])
+
+
+def test_async_callbacks_of_sync_execute_run_on_the_private_loop():
+    import threading
+
+    async def where() -> str:
+        return threading.current_thread().name
+
+    sb = eryx.Sandbox(callbacks=[{"name": "where", "fn": where}])
+    assert sb.execute("result = await where()").result == "eryx-sandbox-callbacks"

@@ -105,8 +105,17 @@ class Runner:
         data = check_stdin(stdin)
         loop = asyncio.get_running_loop()
         token: int = _eryx.token_new()
+        hooks = self._hooks
+        if hooks is not None:  # async callbacks of this run run on the caller's loop
+            hooks.bind_loop(token, loop)
+
+        def finished(_: object) -> None:
+            if hooks is not None:
+                hooks.unbind_loop(token)
+            _eryx.handle_free(token)
+
         future = self._get_executor().submit(self._execute, code, token, data)
-        future.add_done_callback(lambda _: _eryx.handle_free(token))
+        future.add_done_callback(finished)
         try:
             return await asyncio.wrap_future(future, loop=loop)
         except asyncio.CancelledError:
