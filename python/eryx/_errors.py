@@ -66,17 +66,17 @@ class InitializationError(EryxError):
 class ResourceLimitError(EryxError):
     """A resource limit was hit.
 
-    ``limit`` is ``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``None`` only for
+    ``limit`` is ``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``""`` only for
     instances created by user code without one).
     """
 
-    limit: str | None
+    limit: str
 
     def __init__(
         self,
         message: str = "",
         *,
-        limit: str | None = None,
+        limit: str = "",
         state_lost: bool = False,
         stdout: str = "",
         stderr: str = "",
@@ -126,7 +126,7 @@ def from_bridge_error(exc: BaseException) -> BaseException:
         )
     if kind == "resource_limit":
         return ResourceLimitError(
-            message, limit=details.get("limit") or None, state_lost=state_lost, **output
+            message, limit=details.get("limit") or "", state_lost=state_lost, **output
         )
     if kind == "value":
         return ValueError(message)
