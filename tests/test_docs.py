@@ -4,14 +4,13 @@ Every fenced ```python block in ``docs/index.md`` and ``docs/guide/*.md`` is exe
 namespace against the installed ``eryx``, in a temporary working directory. If the next block
 (after blank lines only) is a ```text block, the block's stdout must equal it; ``...`` in the
 expected text matches any characters (as doctest's ELLIPSIS), and trailing whitespace is
-ignored. Every ```console block runs its ``$ `` lines in a shell with the installed ``eryx``
-command first on PATH, and the output must match the lines that follow each command the same
+ignored. Every ```console block runs its ``$ `` lines, one after the other, with bash in one
+temporary directory, the installed ``eryx`` command first on PATH and an empty stdin; each
+command's output (stdout and stderr interleaved) must match the lines that follow it, the same
 way.
 
-An HTML comment on the line before a block steers it:
-
-- ``<!-- docs-test: skip REASON -->`` does not run it (REASON names the external condition);
-- ``<!-- docs-test: stdin TEXT -->`` gives a console block's commands TEXT on stdin.
+``<!-- docs-test: skip REASON -->`` on the line before a block skips it; REASON names the
+external condition it needs.
 
 The mkdocs build itself (``mkdocs build --strict``) runs in ``./build.sh test``.
 """
@@ -111,7 +110,7 @@ def test_examples_were_found():
     assert CONSOLE, "the CLI page has console examples"
     for b in ALL:
         if b.directive:
-            assert b.directive[0] in ("skip", "stdin"), f"{b.id}: unknown directive {b.directive}"
+            assert b.directive[0] == "skip", f"{b.id}: unknown directive {b.directive}"
 
 
 @pytest.mark.timeout(120)
@@ -143,18 +142,16 @@ def _console_steps(block: Block) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("block", CONSOLE, ids=lambda b: b.id)
 def test_console_example(block: Block, tmp_path):
     _skip_if_marked(block)
-    stdin = ""
-    if block.directive and block.directive[0] == "stdin":
-        stdin = block.directive[1].encode().decode("unicode_escape") + "\n"
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["COLUMNS"] = "100"  # argparse wraps --help to the terminal width
     steps = _console_steps(block)
     assert steps, f"{block.id}: no '$ ' command"
     for cmd, expected in steps:
-        proc = subprocess.run(["bash", "-c", cmd], input=stdin, capture_output=True, text=True,
-                              cwd=tmp_path, env=env, timeout=100)
-        actual = proc.stdout + proc.stderr
+        proc = subprocess.run(["bash", "-c", cmd], input="", stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env,
+                              timeout=100)
+        actual = proc.stdout
         assert _matches(expected, actual), f"{block.id}: $ {cmd}\nexpected\n{expected}\ngot\n{actual}"
 
 
