@@ -168,3 +168,51 @@ def test_readme_links_the_guide_not_the_internal_contract():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "API.md" not in readme
     assert "docs/index.md" in readme or "docs/guide" in readme
+
+
+def test_every_public_parameter_is_documented():
+    """Every public class, method and property of ``eryx.__all__`` has a docstring, and every
+    parameter of a constructor or method appears in its docstring's Args section (as parsed by
+    griffe, which renders the API reference)."""
+    griffe = pytest.importorskip("griffe")
+    import eryx
+
+    package = griffe.load("eryx", search_paths=[str(ROOT / "python")], docstring_parser="google")
+    problems: list[str] = []
+
+    def documented_params(obj) -> set[str]:
+        if obj.docstring is None:
+            return set()
+        names = set()
+        for section in obj.docstring.parse("google"):
+            if section.kind.value in ("parameters", "other parameters"):
+                names.update(p.name.lstrip("*") for p in section.value)
+        return names
+
+    def check_params(label: str, function, doc_owner) -> None:
+        params = [p.name for p in function.parameters
+                  if p.name not in ("self", "cls") and not p.name.startswith("_")]
+        missing = [p for p in params if p not in documented_params(doc_owner)]
+        if missing:
+            problems.append(f"{label}: parameters {missing} not in the docstring")
+
+    for name in eryx.__all__:
+        obj = package.members.get(name)
+        if obj is None or not obj.is_class:
+            continue
+        if not obj.docstring:
+            problems.append(f"{name}: no docstring")
+        init = obj.all_members.get("__init__")
+        init = init.final_target if init is not None and init.is_alias else init
+        if init is not None and init.is_function and init.parent.path.startswith("eryx."):
+            # An inherited constructor is documented by the class that defines it.
+            check_params(f"{name}()", init, init.parent)
+        for member_name, member in obj.all_members.items():
+            if member_name.startswith("_") or member.parent.path.startswith("builtins"):
+                continue
+            member = member.final_target if member.is_alias else member
+            if not member.docstring:
+                problems.append(f"{name}.{member_name}: no docstring")
+            elif member.is_function and "property" not in member.labels:
+                check_params(f"{name}.{member_name}()", member, member)
+    assert not problems, "\n".join(problems)

@@ -23,21 +23,19 @@ class EryxError(Exception):
 
     Args:
         message: The error message.
-        state_lost: See the attribute.
-        stdout: See the attribute.
-        stderr: See the attribute.
-
-    Attributes:
-        state_lost: ``True`` only when a ``Session`` had to replace its interpreter, so its
-            variables are gone.
-        stdout: What the failed run printed to stdout before it failed (empty for errors
-            not raised by a run), trimmed and scrubbed like ``ExecuteResult.stdout``.
-        stderr: The same for stderr.
+        state_lost: Whether a ``Session`` lost its state.
+        stdout: What the run printed to stdout.
+        stderr: What the run printed to stderr.
     """
 
     state_lost: bool
+    """``True`` only when a ``Session`` had to replace its interpreter, so its variables are
+    gone."""
     stdout: str
+    """What the failed run printed to stdout before it failed (empty for errors not raised by
+    a run), trimmed and scrubbed like ``ExecuteResult.stdout``."""
     stderr: str
+    """The same for stderr."""
 
     def __init__(
         self, message: str = "", *, state_lost: bool = False, stdout: str = "", stderr: str = ""
@@ -58,18 +56,15 @@ class ExecutionError(EryxError):
 
     Args:
         message: The error message.
-        exc_type: See the attribute.
+        exc_type: The guest exception's class name.
         stdout: What the run printed to stdout.
         stderr: What the run printed to stderr.
         state_lost: Whether a ``Session`` lost its state.
-
-    Attributes:
-        exc_type: The guest exception's class name: ``"ValueError"``, or
-            ``"module.Class"`` outside builtins; ``None`` when no Python exception was
-            involved.
     """
 
     exc_type: str | None
+    """The guest exception's class name: ``"ValueError"``, or ``"module.Class"`` outside
+    builtins; ``None`` when no Python exception was involved."""
 
     def __init__(
         self,
@@ -94,17 +89,15 @@ class ResourceLimitError(EryxError):
 
     Args:
         message: The error message.
-        limit: See the attribute.
+        limit: Which limit was hit.
         state_lost: Whether a ``Session`` lost its state (always after fuel exhaustion).
         stdout: What the run printed to stdout.
         stderr: What the run printed to stderr.
-
-    Attributes:
-        limit: ``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``None`` only for
-            instances created by user code without one).
     """
 
     limit: str | None
+    """``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``None`` only for instances
+    created by user code without one)."""
 
     def __init__(
         self,
