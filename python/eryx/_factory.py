@@ -50,7 +50,30 @@ def _check_site_packages(site_packages: object) -> str | None:
 
 class SandboxFactory:
     """Builds a runtime with extra packages and pre-imported modules, and creates sandboxes
-    from it. (Not functional yet: see the module docstring.)"""
+    from it.
+
+    Warning:
+        Not functional in goeryx 0.1.0: the constructor validates its arguments, and
+        ``create_sandbox``, ``save``, ``load``, ``from_bytes``, ``to_bytes`` and
+        ``size_bytes`` raise ``NotImplementedError``. The description below is the planned
+        behaviour.
+
+    The packages are copied into a private directory owned by goeryx and mounted read-only at
+    ``/site-packages`` (on ``sys.path``) in every sandbox the factory creates; the modules in
+    ``imports`` are imported once and the interpreter state captured, so importing them in a
+    sandbox is instant.
+
+    Args:
+        site_packages: A directory added as a site-packages tree (copied, never written).
+        packages: Paths of pure-Python or WASI wheels (``.whl``), ``.tar.gz``/``.tgz``
+            archives (extracted as is, no build step) or directories.
+        imports: Dotted module names to pre-import.
+        cache: Share the compiled state between identical factories in this process.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: A path contains NUL or a module name is not a dotted identifier.
+    """
 
     def __init__(
         self,
@@ -75,7 +98,16 @@ class SandboxFactory:
         site_packages: str | os.PathLike[str] | None = None,
         cache: bool = False,
     ) -> SandboxFactory:
-        """Reload a factory saved with ``save``, validating its header immediately."""
+        """Reload a factory saved with ``save``, validating its header immediately.
+
+        Args:
+            path: The file written by ``save``.
+            site_packages: A directory that replaces the saved package directory.
+            cache: As for the constructor.
+
+        Raises:
+            NotImplementedError: Always, in this release.
+        """
         check_path("path", path)
         _check_site_packages(site_packages)
         check_bool("cache", cache)
@@ -89,7 +121,16 @@ class SandboxFactory:
         site_packages: str | os.PathLike[str] | None = None,
         cache: bool = False,
     ) -> SandboxFactory:
-        """Reload a factory from ``to_bytes()`` output, validating its header immediately."""
+        """Reload a factory from ``to_bytes()`` output, validating its header immediately.
+
+        Args:
+            data: Bytes-like output of ``to_bytes``.
+            site_packages: A directory that replaces the saved package directory.
+            cache: As for the constructor.
+
+        Raises:
+            NotImplementedError: Always, in this release.
+        """
         check_bytes_like("data", data)
         _check_site_packages(site_packages)
         check_bool("cache", cache)
@@ -97,26 +138,44 @@ class SandboxFactory:
 
     @property
     def size_bytes(self) -> int:
-        """``len(to_bytes())``."""
+        """``len(to_bytes())`` (not implemented in this release)."""
         raise NotImplementedError(_NOT_YET.format("size_bytes"))
 
     def to_bytes(self) -> bytes:
-        """A self-contained artifact: header, captured state and package files."""
+        """Return a self-contained artifact: header, captured state and package files.
+
+        Raises:
+            NotImplementedError: Always, in this release.
+        """
         raise NotImplementedError(_NOT_YET.format("to_bytes"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``to_bytes()`` to ``path`` atomically."""
+        """Write ``to_bytes()`` to ``path`` atomically (a temporary file, then a rename).
+
+        Args:
+            path: The destination file.
+
+        Raises:
+            NotImplementedError: Always, in this release.
+        """
         check_path("path", path)
         raise NotImplementedError(_NOT_YET.format("save"))
 
     def create_sandbox(self, **kwargs: Any) -> Sandbox:
-        """A Sandbox (accepting every Sandbox argument, plus ``site_packages=``) running on
-        this factory's runtime."""
+        """Create a ``Sandbox`` that runs on this factory's runtime.
+
+        Args:
+            **kwargs: Every ``Sandbox`` argument, plus ``site_packages=`` to replace the
+                package directory.
+
+        Raises:
+            NotImplementedError: Always, in this release.
+        """
         raise NotImplementedError(_NOT_YET.format("create_sandbox"))
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called."""
+        """Whether ``close()`` was called (read-only)."""
         return self._closed
 
     def close(self) -> None:

@@ -63,13 +63,14 @@ class Runner:
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called."""
+        """Whether ``close()`` was called (read-only)."""
         return self._handle is None or self._handle.closed
 
     def close(self) -> None:
-        """Stop the engine object; runs in progress on other threads raise ``CancelledError``.
+        """Release the interpreter(s); idempotent.
 
-        Idempotent.
+        Runs in progress on other threads raise ``CancelledError``; a later ``execute`` raises
+        ``ValueError``. Leaving a ``with`` block calls this.
         """
         handle = self._handle
         if handle is None:
@@ -92,10 +93,22 @@ class Runner:
         raise NotImplementedError
 
     async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
-        """``execute`` on a worker thread, without blocking the event loop.
+        """Like ``execute``, awaited without blocking the event loop.
 
-        Cancelling the awaiting task interrupts the run and ``asyncio.CancelledError``
-        propagates; the object stays usable.
+        The run happens on a worker thread; its async callbacks run on the caller's event
+        loop, so they can use the application's loop-bound objects. Cancelling the awaiting
+        task interrupts the run and ``asyncio.CancelledError`` propagates; the object stays
+        usable.
+
+        Args:
+            code: Python source text.
+            stdin: What the guest's ``sys.stdin`` reads, as for ``execute``.
+
+        Returns:
+            The run's output, captured result and statistics.
+
+        Raises:
+            ExecutionError: As for ``execute``, and so are the other exceptions.
         """
         import asyncio
 
