@@ -246,3 +246,48 @@ def test_async_callbacks_of_sync_execute_run_on_the_private_loop():
 
     sb = eryx.Sandbox(callbacks=[{"name": "where", "fn": where}])
     assert sb.execute("result = await where()").result == "eryx-sandbox-callbacks"
+
+
+# ---- callbacks from synchronous code ---------------------------------------------------------
+
+
+def _cb_sandbox():
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    def slow() -> str:
+        time.sleep(0.2)
+        return "slow"
+
+    return eryx.Sandbox(callbacks=[{"name": "add", "fn": add}, {"name": "slow", "fn": slow},
+                                   {"name": "tools.mul", "fn": lambda a, b: a * b}])
+
+
+def test_callbacks_block_with_sync_and_invoke_sync():
+    r = _cb_sandbox().execute(
+        "import eryx_guest\n"
+        "print(add.sync(1, 2), slow.sync(), eryx_guest.invoke_sync('tools.mul', a=3, b=4))")
+    assert r.stdout == "3 slow 12"
+    assert r.callback_invocations == 3
+
+
+def test_blocking_call_while_a_task_waits_for_another_callback():
+    r = _cb_sandbox().execute(
+        "import asyncio\nt = asyncio.ensure_future(slow())\nprint(add.sync(5, 5))\nprint(await t)")
+    assert r.stdout == "10\nslow"
+
+
+def test_blocking_call_errors_are_the_guest_exceptions():
+    sb = eryx.Sandbox(callbacks=[{"name": "boom", "fn": lambda: 1 / 0}])
+    r = sb.execute("import eryx_guest\ntry:\n    boom.sync()\n"
+                   "except eryx_guest.CallbackError as e:\n    print(e)")
+    assert r.stdout == "ZeroDivisionError: division by zero"
+
+
+def test_a_callback_never_awaited_warns_in_the_guest():
+    r = _cb_sandbox().execute("x = add(1, 2)\nprint(type(x).__name__)")
+    assert r.stdout == "coroutine"
+    assert r.callback_invocations == 0  # a call that is never awaited does nothing
+    assert r.stderr == ("RuntimeWarning: callback 'add' was called but never awaited: nothing "
+                        "was done (use 'await add(...)', or add.sync(...) in code that is not async)")
+    assert _cb_sandbox().execute("print(await add(1, 2))").stderr == ""

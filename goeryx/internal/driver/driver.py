@@ -79,6 +79,7 @@ from _ast import Expr as _AstExpr  # noqa: E402
 from _ast import Name as _AstName  # noqa: E402
 from _ast import Store as _AstStore  # noqa: E402
 from _io import BytesIO as _BytesIO  # noqa: E402
+from _weakrefset import WeakSet as _WeakSet  # noqa: E402
 from _io import TextIOWrapper as _TextIOWrapper  # noqa: E402
 from io import IOBase as _IOBase  # noqa: E402
 from os import O_RDONLY as _O_RDONLY  # noqa: E402
@@ -329,6 +330,10 @@ def _run(header, payload):
     except ExecutionInterrupted:
         response = {"ok": False, "exc_type": "ExecutionInterrupted", "interrupted": True}
     finally:
+        try:
+            _warn_unawaited()
+        except BaseException:
+            pass
         _ns.pop(_result_variable, None)
         _ns.pop(_LAST_VALUE, None)
         sys.last_exc = sys.last_type = sys.last_value = sys.last_traceback = None
@@ -533,14 +538,76 @@ async def _call_callback(name, args, kwargs):
         raise
 
 
+def _call_blocking(name, args, kwargs):
+    """A callback called from synchronous code: blocks until the host function returns (its
+    callback timeout and the run's deadline still apply)."""
+    payload = _encode_args(name, args, kwargs)
+    header, _ = _host_call(OP_CALLBACK_START, {"name": name}, payload)  # noqa: F821
+    if "error" in header:
+        raise _callback_exception(header["error"])
+    if "result" in header:
+        return header["result"]
+    cid = header["id"]
+    try:
+        while True:
+            done, _ = _host_call(OP_WAIT, {"timeout_ns": -1})  # noqa: F821
+            for item in done.get("done") or ():
+                if item["id"] == cid:
+                    if "error" in item:
+                        raise _callback_exception(item["error"])
+                    return item.get("result")
+                _deliver_completion(item)  # a call an event loop is waiting for
+    except BaseException:
+        _host_call(OP_CALLBACK_CANCEL, {"id": cid})  # noqa: F821
+        raise
+
+
+def _deliver_completion(item):
+    """Resolves the future of a completed callback ({id, result} or {id, error})."""
+    fut = _pending_callbacks.pop(item["id"], None)
+    if fut is None or fut.done():
+        return
+    if "error" in item:
+        fut.set_exception(_callback_exception(item["error"]))
+    else:
+        fut.set_result(item.get("result"))
+
+
+# Coroutines of callback calls, to say at the end of a run which ones were never awaited
+# (a sandbox's interpreter is discarded, so CPython's own warning would never show).
+_calls = _WeakSet()
+
+
+def _new_call(name, args, kwargs):
+    coro = _call_callback(name, args, kwargs)
+    _calls.add(coro)
+    return coro
+
+
+def _warn_unawaited():
+    for coro in list(_calls):
+        if coro.cr_frame is not None and not coro.cr_running and not coro.cr_suspended:
+            name = coro.cr_frame.f_locals.get("name", "?")
+            coro.close()  # never started: nothing was called
+            _write_stderr(
+                "RuntimeWarning: callback %r was called but never awaited: nothing was done "
+                "(use 'await %s(...)', or %s.sync(...) in code that is not async)\n"
+                % (name, name, name))
+    _calls.clear()
+
+
 class EryxCallback:
-    __slots__ = ("_name",)
+    __slots__ = ("_name", "__weakref__")
 
     def __init__(self, name):
         self._name = name
 
     def __call__(self, *args, **kwargs):
-        return _call_callback(self._name, args, kwargs)
+        return _new_call(self._name, args, kwargs)
+
+    def sync(self, *args, **kwargs):
+        """Call the host function and wait for its result, from code that is not async."""
+        return _call_blocking(self._name, args, kwargs)
 
     def __repr__(self):
         return "<EryxCallback %r>" % self._name
@@ -575,7 +642,7 @@ class EryxNamespace:
     def __call__(self, *args, **kwargs):
         if not self._callable:
             raise TypeError("%r is not callable" % self)
-        return _call_callback(self._path, args, kwargs)
+        return _new_call(self._path, args, kwargs)
 
     def __dir__(self):
         return sorted(self._children)
@@ -587,6 +654,12 @@ class EryxNamespace:
 async def invoke(name, /, *args, **kwargs):
     """Call any host callback by its full name."""
     return await _call_callback(name, args, kwargs)
+
+
+def invoke_sync(name, /, *args, **kwargs):
+    """Call any host callback by its full name and wait for its result, from code that is not
+    async."""
+    return _call_blocking(name, args, kwargs)
 
 
 def list_callbacks():
@@ -651,11 +724,12 @@ def _install_callbacks():
 
 _eryx_guest = ModuleType("eryx_guest", "Host callbacks of the eryx sandbox.")
 _eryx_guest.invoke = invoke
+_eryx_guest.invoke_sync = invoke_sync
 _eryx_guest.list_callbacks = list_callbacks
 _eryx_guest.CallbackError = CallbackError
 _eryx_guest.CallbackLimitError = CallbackLimitError
 sys.modules["eryx_guest"] = _eryx_guest
-for _f in (invoke, list_callbacks):
+for _f in (invoke, invoke_sync, list_callbacks):
     _f.__module__ = "eryx_guest"
 EryxCallback.__module__ = EryxNamespace.__module__ = "eryx_guest"
 del _f
