@@ -162,13 +162,17 @@ ensure_gil(void)
     return PyGILState_Ensure();
 }
 
+static int keep_signal_exception(void);
+
 void
 eryx_call_output(PyObject *fn, int stream, const char *chunk, Py_ssize_t len)
 {
     PyGILState_STATE gil = ensure_gil();
     PyObject *result = PyObject_CallFunction(fn, "iN", stream, eryx_str(chunk, len));
     if (result == NULL) {
-        PyErr_WriteUnraisable(fn);
+        if (!keep_signal_exception()) {
+            PyErr_WriteUnraisable(fn);
+        }
     }
     else {
         Py_DECREF(result);
@@ -579,6 +583,20 @@ int
 eryx_signals_watched(void)
 {
     return watch_signals;
+}
+
+/* A handler's exception surfaces in whatever Python code runs on the thread: during a main
+ * thread's run, that may be an on_stdout/on_stderr handler (Python code called on this
+ * thread). A KeyboardInterrupt raised there is kept to interrupt the run instead of being
+ * reported as unraisable. GIL held, an exception set; 1 when it was kept. */
+static int
+keep_signal_exception(void)
+{
+    if (!watch_signals || signal_type != NULL || !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return 0;
+    }
+    PyErr_Fetch(&signal_type, &signal_value, &signal_tb);
+    return 1;
 }
 
 /* GIL not held on entry (the engine calls it from inside a run). */

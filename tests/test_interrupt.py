@@ -146,3 +146,28 @@ def test_repl_ctrl_c_returns_to_the_prompt():
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_ctrl_c_during_an_output_handler_interrupts_the_run():
+    # The signal's KeyboardInterrupt surfaces in whatever Python code the main thread runs:
+    # during a run with streaming, that can be the on_stdout handler. It must interrupt the
+    # run, not be swallowed as an exception of the handler (the CLI ignored Ctrl-C that way,
+    # and one version of the fix crashed the process).
+    out = _child("""
+        import eryx
+        raised = []
+        def handler(chunk):
+            if not raised:  # Ctrl-C once, while the handler runs
+                raised.append(chunk)
+                raise KeyboardInterrupt
+        s = eryx.Session(on_stdout=handler)
+        s.execute('x = 1')
+        try:
+            s.execute('print("x")\\nwhile True: pass')
+            print('returned')
+        except KeyboardInterrupt:
+            print('interrupted')
+        print(s.execute('print(x)').stdout)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "1"]
