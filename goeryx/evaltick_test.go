@@ -40,7 +40,7 @@ func TestEvalLoopTimeouts(t *testing.T) {
 			require.ErrorAs(t, err, &e)
 			require.Equal(t, KindTimeout, e.Kind, e.Message)
 			// cooperative at 200 ms, or hard after the grace period (C loops)
-			require.Less(t, time.Since(start), 200*time.Millisecond+hardStopGrace+500*time.Millisecond)
+			require.Less(t, time.Since(start), 200*time.Millisecond+hardStopGrace+1500*time.Millisecond) // generous: a loaded machine
 		})
 	}
 }
