@@ -109,11 +109,22 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		}
 		inst.cancelCallback(h.ID)
 		resp = map[string]any{}
+	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
+		protocol.OpNetTLS, protocol.OpNetShutdown:
+		var ok bool
+		if resp, ok = inst.netCall(op, frame); !ok {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	default:
 		fail(abi.HostErrUnknownOp)
 		return
 	}
-	out, err := protocol.Encode(resp, nil)
+	var payload []byte
+	if f, ok := resp.(framed); ok {
+		resp, payload = f.header, f.payload
+	}
+	out, err := protocol.Encode(resp, payload)
 	if err != nil {
 		fail(abi.HostErrBadRequest)
 		return

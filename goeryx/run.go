@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
 )
 
 // Timing of the interrupt machinery.
@@ -44,6 +46,8 @@ type runLimits struct {
 	// callbacksInFlight counts the box's callbacks whose host function has not returned,
 	// including those of runs that ended (callbackSlots).
 	callbacksInFlight *atomic.Int64
+	// net is the network configuration (nil: networking is off).
+	net *gnet.Options
 }
 
 // runState is the host side of one run in progress.
@@ -79,6 +83,9 @@ type runState struct {
 	done        chan completion
 	early       []completion  // completions received while waiting for another (awaitBriefly)
 	finished    chan struct{} // closed when the run ends: late callback results are dropped
+
+	// net holds the run's guest connections (nil: networking is off); all close at its end.
+	net *gnet.Set
 }
 
 type completion struct {
@@ -105,6 +112,9 @@ func newRunState(l *runLimits) *runState {
 	if l.timeout > 0 {
 		r.deadline = r.start.Add(l.timeout)
 	}
+	if l.net != nil {
+		r.net = gnet.NewSet(l.net)
+	}
 	return r
 }
 
@@ -128,6 +138,9 @@ func (r *runState) end() {
 	close(r.finished)
 	for _, c := range r.inflight {
 		c()
+	}
+	if r.net != nil {
+		r.net.CloseAll()
 	}
 }
 

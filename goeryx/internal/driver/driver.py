@@ -632,30 +632,6 @@ def _hold_fds(header, payload):
     return {"ok": True}
 
 
-def _deny_network():
-    """Until networking is granted (a later release), every connection attempt fails with the
-    contract's message (API.md §3.4) instead of WASI's bare 'not supported'."""
-    import errno
-    import socket
-
-    def connect(self, address):
-        raise PermissionError(errno.EACCES, "not permitted: networking is not enabled for this sandbox")
-
-    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-        # Names are resolved on the host, at connect time (API.md §3.4).
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
-
-    def create(self, *args, **kwargs):
-        # WASI cannot create sockets at all; say why in the contract's words.
-        connect(self, None)
-
-    socket.socket.__init__ = create
-    socket.socket.connect = connect
-    socket.socket.connect_ex = connect
-    socket.getaddrinfo = getaddrinfo
-    socket.gethostname = lambda: "sandbox"
-
-
 def _prepare(header, payload):
     """Import what nearly every run needs, so that it is part of the memory image."""
     import asyncio  # noqa: F401
@@ -664,7 +640,6 @@ def _prepare(header, payload):
     import gc
 
     _install_event_loop()
-    _deny_network()
     for name in header.get("imports") or ():
         __import__(name)
     # Everything alive now is part of the image: keep it out of garbage collections, which

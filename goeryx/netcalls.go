@@ -1,0 +1,148 @@
+package goeryx
+
+import (
+	"time"
+
+	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
+	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+)
+
+// The guest's network host calls (docs/PROTOCOL.md): decoding and the run's deadline,
+// cancellation and polling here; the policy, connections and TLS in internal/net.
+
+// netOptions compiles a sandbox's NetConfig once (nil: networking is off).
+func netOptions(c *NetConfig) (*gnet.Options, error) {
+	if c == nil {
+		return nil, nil
+	}
+	roots, err := gnet.RootPool(c.RootCertsDER)
+	if err != nil {
+		return nil, &Error{Kind: KindValue, Message: "invalid root certificate: " + err.Error()}
+	}
+	o := &gnet.Options{Policy: gnet.NewPolicy(c.AllowedHosts, c.BlockedHosts), RootCAs: roots,
+		ConnectTimeout: time.Duration(c.ConnectTimeoutMS) * time.Millisecond,
+		IOTimeout:      time.Duration(c.IOTimeoutMS) * time.Millisecond}
+	if c.MaxConnections > 0 && c.MaxConnections < gnet.HardMaxConnections {
+		o.MaxConnections = int(c.MaxConnections)
+	}
+	if testResolver != nil {
+		o.Resolver = testResolver
+	}
+	return o, nil
+}
+
+// testResolver replaces the system resolver in the package's tests.
+var testResolver gnet.Resolver
+
+// framed is a host-call response with a payload.
+type framed struct {
+	header  any
+	payload []byte
+}
+
+func netError(e *gnet.Error) map[string]any { return map[string]any{"error": e} }
+
+// netWait is the bound of a blocking network call: the host's limit, shortened by the
+// guest's timeout (timeout_ns > 0), and the run's next wake-up (deadline, grace period).
+func netWait(r *runState, host time.Duration, guestNS int64) gnet.Wait {
+	d := host
+	if guestNS > 0 && (d <= 0 || time.Duration(guestNS) < d) {
+		d = time.Duration(guestNS)
+	}
+	w := gnet.Wait{Wake: r.wake}
+	if d > 0 {
+		w.Until = time.Now().Add(d)
+	}
+	if nw := r.nextWake(); !nw.IsZero() && (w.Until.IsZero() || nw.Before(w.Until)) {
+		w.Until = nw
+	}
+	return w
+}
+
+// netCall serves the network ops; ok is false for a frame that does not decode.
+func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
+	r := inst.run.Load()
+	var h struct {
+		ID             int64  `json:"id"`
+		Host           string `json:"host"`
+		Port           int    `json:"port"`
+		TLS            bool   `json:"tls"`
+		ServerHostname string `json:"server_hostname"`
+		TimeoutNS      int64  `json:"timeout_ns"`
+		Async          bool   `json:"async"`
+		Nonblock       bool   `json:"nonblock"`
+		Max            int    `json:"max"`
+		How            int    `json:"how"`
+	}
+	payload, err := protocol.Decode(frame, &h)
+	if err != nil {
+		return nil, false
+	}
+	if r == nil || r.net == nil {
+		if op == protocol.OpNetClose {
+			return map[string]any{}, true
+		}
+		return netError(gnet.ErrNotEnabled), true
+	}
+	if len(h.Host) > 1024 || len(h.ServerHostname) > 1024 {
+		return netError(gnet.ErrNotFound), true
+	}
+	opts := r.limits.net
+	defer inst.poll() // a blocking call may have reached the deadline or been cut
+	switch op {
+	case protocol.OpNetConnect:
+		req := gnet.ConnectRequest{Host: h.Host, Port: h.Port, TLS: h.TLS, ServerName: h.ServerHostname,
+			Timeout: time.Duration(max(h.TimeoutNS, 0))}
+		if h.Async {
+			return r.net.ConnectAsync(req), true
+		}
+		w := netWait(r, 0, 0) // the connect timeout itself is applied by Connect
+		return r.net.Connect(req, w), true
+	case protocol.OpNetSend:
+		c, gerr := r.net.Get(h.ID)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		n, gerr := c.Send(payload, netWait(r, opts.IOTimeout, h.TimeoutNS), h.Nonblock)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		return map[string]any{"n": n}, true
+	case protocol.OpNetRecv:
+		c, gerr := r.net.Get(h.ID)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		data, eof, gerr := c.Recv(h.Max, netWait(r, opts.IOTimeout, h.TimeoutNS), h.Nonblock)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		return framed{map[string]any{"eof": eof}, data}, true
+	case protocol.OpNetClose:
+		r.net.Close(h.ID)
+		return map[string]any{}, true
+	case protocol.OpNetTLS:
+		c, gerr := r.net.Get(h.ID)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		name := h.ServerHostname
+		if name == "" {
+			name = c.Host()
+		}
+		if gerr := c.Upgrade(name, netWait(r, opts.ConnectTimeout, h.TimeoutNS)); gerr != nil {
+			r.net.Close(h.ID)
+			return netError(gerr), true
+		}
+		return map[string]any{"version": c.Version()}, true
+	case protocol.OpNetShutdown:
+		c, gerr := r.net.Get(h.ID)
+		if gerr != nil {
+			return netError(gerr), true
+		}
+		c.Shutdown(h.How)
+		return map[string]any{}, true
+	}
+	return nil, false
+}
+
