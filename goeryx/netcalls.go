@@ -145,4 +145,3 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 	}
 	return nil, false
 }
-

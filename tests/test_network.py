@@ -1,15 +1,21 @@
-"""LATER SLICE: networking policy and guest sockets (API.md §3.2-3.4).
+"""Networking policy and guest sockets (API.md §3.2-3.4).
 
-Enable with ERYX_TEST_LATER=network (see conftest.py).  All traffic goes to
-servers that the test starts on 127.0.0.1.
+All traffic goes to servers that the tests start on 127.0.0.1: a threaded HTTP/1.1 server
+(keep-alive, chunked, slow and hanging endpoints, a 64 MiB body), an HTTPS server with a CA
+and certificates made at test time (trustme), and raw TCP servers that reset or stall.
 """
 
+import hashlib
 import http.server
 import json
 import os
+import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -223,3 +229,454 @@ def test_tls_verification_uses_extra_roots(https_server):
     cfg = eryx.NetConfig.permissive().with_root_cert(SERVER_CERT.encode())
     with eryx.Sandbox(network=cfg) as sb:
         assert fetch(sb, url) == "200 /tls"
+
+
+# ---------------------------------------------------------------------------------------------
+# A richer HTTP/1.1 server: keep-alive, chunked, slow, hanging and large responses.
+
+BIG = 64 << 20
+
+
+def _big_chunk():
+    return bytes(range(256)) * 256  # 64 KiB, a known pattern
+
+
+class _RichHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def _reply(self, body, ctype="text/plain"):
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self.server.seen.append((self.path, self.client_address[1], dict(self.headers.items())))
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"hello ", b"chunked ", b"world"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/big":
+            self.send_response(200)
+            self.send_header("Content-Length", str(BIG))
+            self.end_headers()
+            chunk = _big_chunk()
+            for _ in range(BIG // len(chunk)):
+                self.wfile.write(chunk)
+        elif self.path == "/slow":
+            time.sleep(0.3)
+            self._reply(b"slow")
+        elif self.path == "/hang":
+            self.server.release.wait(30)
+            self.close_connection = True
+        else:
+            self._reply(json.dumps({"path": self.path}).encode(), "application/json")
+
+    def do_POST(self):  # noqa: N802
+        n = int(self.headers["Content-Length"])
+        digest = hashlib.sha256()
+        while n:
+            part = self.rfile.read(min(n, 1 << 16))
+            digest.update(part)
+            n -= len(part)
+        self._reply(digest.hexdigest().encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def _rich_server(ssl_context=None):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RichHandler)
+    srv.seen = []
+    srv.release = threading.Event()
+    if ssl_context is not None:
+        srv.socket = ssl_context.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _stop(srv):
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def rich_server():
+    srv = _rich_server()
+    yield srv
+    _stop(srv)
+
+
+@pytest.fixture(scope="module")
+def ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca):
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    ctx.set_alpn_protocols(["http/1.1"])
+    names = []
+    ctx.sni_callback = lambda sock, name, c: names.append(name)
+    srv = _rich_server(ctx)
+    srv.sni = names
+    yield srv
+    _stop(srv)
+
+
+class _RawServer:
+    """A TCP server on 127.0.0.1 whose handler is given each accepted socket."""
+
+    def __init__(self, handler):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.events = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            self.handler(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_server():
+    servers = []
+
+    def make(handler):
+        srv = _RawServer(handler)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.close()
+
+
+def local():
+    return eryx.NetConfig().allow_localhost()
+
+
+def test_keep_alive_chunked_and_post(rich_server):
+    port = rich_server.server_address[1]
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import hashlib, http.client, json
+            c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+            for path in ("/a", "/b", "/chunked"):
+                c.request("GET", path)
+                resp = c.getresponse()
+                print(resp.status, resp.read().decode())
+            body = bytes(range(256)) * 32768  # 8 MiB
+            c.request("POST", "/upload", body=body)
+            print(c.getresponse().read().decode() == hashlib.sha256(body).hexdigest())
+            c.close()
+        """)
+    assert r.stdout.splitlines() == ['200 {"path": "/a"}', '200 {"path": "/b"}',
+                                     "200 hello chunked world", "True"]
+    ports = {client_port for _, client_port, _ in rich_server.seen}
+    assert len(ports) == 1, "the three requests share one keep-alive connection"
+
+
+def test_large_download_through_a_plain_socket(rich_server):
+    port = rich_server.server_address[1]
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import hashlib, http.client
+            c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=30)
+            c.request("GET", "/big")
+            resp = c.getresponse()
+            digest, n = hashlib.sha256(), 0
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                n += len(chunk)
+            print(n, digest.hexdigest())
+        """)
+    expected = hashlib.sha256(_big_chunk() * (BIG // len(_big_chunk()))).hexdigest()
+    assert r.stdout == f"{BIG} {expected}"
+
+
+def test_guest_timeout_and_io_timeout(rich_server):
+    port = rich_server.server_address[1]
+    code = f"""
+        import socket, time
+        s = socket.create_connection(("127.0.0.1", {port}))
+        s.sendall(b"GET /hang HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+        {{setup}}
+        t = time.monotonic()
+        try:
+            s.recv(10)
+        except TimeoutError as e:
+            print(type(e).__name__, str(e), round(time.monotonic() - t, 1) < 5)
+    """
+    with eryx.Sandbox(network=local()) as sb:
+        # The guest's own timeout.
+        assert run(sb, code.format(setup="s.settimeout(0.2)")).stdout == "TimeoutError timed out True"
+    cfg = local()
+    cfg.io_timeout_ms = 200
+    with eryx.Sandbox(network=cfg) as sb:
+        # NetConfig.io_timeout_ms when the guest has none; a longer guest timeout cannot
+        # extend it.
+        assert run(sb, code.format(setup="pass")).stdout == "TimeoutError timed out True"
+        assert run(sb, code.format(setup="s.settimeout(30)")).stdout == "TimeoutError timed out True"
+
+
+def test_execution_timeout_cuts_a_blocked_read(rich_server):
+    port = rich_server.server_address[1]
+    limits = eryx.ResourceLimits(execution_timeout_ms=400)
+    with eryx.Sandbox(network=local(), resource_limits=limits) as sb:
+        start = time.monotonic()
+        with pytest.raises(eryx.TimeoutError):
+            sb.execute(f"""
+import socket
+s = socket.create_connection(("127.0.0.1", {port}))
+s.sendall(b"GET /hang HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+s.recv(10)
+""")
+        assert time.monotonic() - start < 10
+
+
+def test_close_cuts_a_blocked_read(rich_server):
+    port = rich_server.server_address[1]
+    sb = eryx.Sandbox(network=local())
+    threading.Timer(0.5, sb.close).start()
+    start = time.monotonic()
+    with pytest.raises(eryx.EryxError):
+        sb.execute(f"""
+import socket
+s = socket.create_connection(("127.0.0.1", {port}))
+s.sendall(b"GET /hang HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+s.recv(10)
+""")
+    assert time.monotonic() - start < 10
+
+
+def _wait_for(pred, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _eof_recorder(srv, conn):
+    srv.events.append("open")
+    while conn.recv(1024):
+        pass
+    srv.events.append("eof")
+
+
+def test_connections_close_when_the_run_ends(raw_server):
+    srv = raw_server(_eof_recorder)
+    with eryx.Sandbox(network=local()) as sb:
+        run(sb, f"""
+            import socket
+            kept = socket.create_connection(("127.0.0.1", {srv.port}))
+        """)
+        assert _wait_for(lambda: srv.events == ["open", "eof"]), srv.events
+
+
+def test_session_connections_close_at_the_end_of_each_run(raw_server):
+    srv = raw_server(_eof_recorder)
+    with eryx.Session(network=local()) as s:
+        s.execute(f"import socket\nkept = socket.create_connection(('127.0.0.1', {srv.port}))")
+        assert _wait_for(lambda: srv.events == ["open", "eof"]), srv.events
+        r = s.execute("""
+try:
+    kept.sendall(b'x'); kept.recv(1)
+except OSError as e:
+    print(type(e).__name__)
+""")
+        assert r.stdout == "OSError"
+
+
+def test_refused_reset_and_lookup_errors(raw_server):
+    closed = socket.create_server(("127.0.0.1", 0))
+    free_port = closed.getsockname()[1]
+    closed.close()
+
+    def reset(srv, conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.recv(10)
+
+    srv = raw_server(reset)
+    cfg = local()
+    cfg.connect_timeout_ms = 5000
+    with eryx.Sandbox(network=cfg) as sb:
+        r = run(sb, f"""
+            import socket
+            def attempt(f):
+                try:
+                    f()
+                except OSError as e:
+                    print(type(e).__name__ + ": " + str(e))
+            attempt(lambda: socket.create_connection(("127.0.0.1", {free_port})))
+            s = socket.create_connection(("127.0.0.1", {srv.port}))
+            s.sendall(b"x")
+            attempt(lambda: s.recv(10))
+            attempt(lambda: socket.create_connection(("no such host", 80)))
+            attempt(lambda: socket.create_connection(("nonexistent.invalid", 80)))
+            print(isinstance(socket.gaierror(), OSError))
+        """)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ConnectionRefusedError: [Errno ") and lines[0].endswith("] Connection refused")
+    assert lines[1].startswith("ConnectionResetError: [Errno ") and lines[1].endswith("] Connection reset by peer")
+    # errno values are the guest's (socket.EAI_NONAME there).
+    assert lines[2].startswith("gaierror: [Errno ") and lines[2].endswith("] Name or service not known")
+    assert lines[3].startswith("gaierror: [Errno ")
+    assert lines[4] == "True"
+
+
+def test_policy_messages_by_name_and_address():
+    with eryx.Sandbox(network=eryx.NetConfig()) as sb:
+        r = run(sb, """
+            import socket
+            for host in ("::1", "LocalHost.", "192.168.1.1", "[::ffff:127.0.0.1]", "sub.localhost"):
+                try:
+                    socket.create_connection((host, 80))
+                except PermissionError as e:
+                    print(e)
+        """)
+    assert r.stdout.splitlines() == [
+        "not permitted: host '[::1]' is blocked",
+        "not permitted: host 'localhost' is blocked",
+        "not permitted: host '192.168.1.1' is blocked",
+        "not permitted: host '[::ffff:127.0.0.1]' resolves to blocked address 127.0.0.1",
+        "not permitted: host 'sub.localhost' is blocked",
+    ]
+
+
+def test_socket_api_surface(rich_server):
+    port = rich_server.server_address[1]
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import socket
+            print(socket.getaddrinfo("example.com", 443)[0][4], socket.getfqdn())
+            a = socket.socket()
+            b = socket.socket()
+            print(a.fileno() != b.fileno(), a.gettimeout())
+            try:
+                a.recv(1)
+            except OSError as e:
+                print("unconnected:", type(e).__name__)
+            with socket.create_connection(("127.0.0.1", {port}), timeout=5) as s:
+                print(s.getpeername() == ("127.0.0.1", {port}), s.gettimeout())
+                s.sendall(b"GET /x HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+                f = s.makefile("rb")
+                print(f.readline().strip().decode())
+                buf = bytearray(4)
+                print(s.recv_into(buf) >= 0)
+                f.close()
+            try:
+                s.recv(1)
+            except OSError as e:
+                print("closed:", type(e).__name__)
+            for f in (lambda: socket.socket().listen(), lambda: socket.socket().accept(),
+                      lambda: socket.socketpair()):
+                try:
+                    f()
+                except OSError as e:
+                    print("refused:", str(e).endswith("only TCP client connections are available in the sandbox"))
+        """)
+    assert r.stdout.splitlines() == [
+        "('example.com', 443) sandbox", "True None", "unconnected: OSError",
+        "True 5.0", "HTTP/1.1 200 OK", "True", "closed: OSError",
+        "refused: True", "refused: True", "refused: True"]
+
+
+def test_network_none_refuses_tls_too(https_server):
+    port = https_server.server_address[1]
+    with eryx.Sandbox() as sb:
+        out = fetch(sb, f"https://localhost:{port}/x")
+    assert out == "PermissionError: not permitted: networking is not enabled for this sandbox"
+
+
+def test_tls_with_a_test_ca(tls_server, ca):
+    port = tls_server.server_address[1]
+    pem = ca.cert_pem.bytes()
+    with eryx.Sandbox(network=local()) as sb:
+        out = fetch(sb, f"https://localhost:{port}/untrusted")
+    assert out.startswith("SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), out
+    with eryx.Sandbox(network=local().with_root_cert(pem)) as sb:
+        assert fetch(sb, f"https://localhost:{port}/named") == "200 /named"
+        assert fetch(sb, f"https://127.0.0.1:{port}/by-ip") == "200 /by-ip"
+        r = run(sb, f"""
+            import socket, ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False          # ignored: the host always verifies
+            ctx.verify_mode = ssl.CERT_NONE
+            raw = socket.create_connection(("127.0.0.1", {port}))
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            print(s.version() in ("TLSv1.2", "TLSv1.3"), s.selected_alpn_protocol(), raw.fileno())
+            s.sendall(b"GET /wrapped HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+            print(s.makefile("rb").readline().strip().decode())
+            s.close()
+            try:
+                ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})),
+                                server_hostname="other.example")
+            except ssl.SSLCertVerificationError as e:
+                print("mismatch:", "other.example" in str(e), isinstance(e, ssl.SSLError), isinstance(e, OSError))
+            s = ctx.wrap_socket(socket.socket(), server_hostname="localhost")
+            s.connect(("127.0.0.1", {port}))   # connect after wrap: TLS at connect time
+            print(s.version() is not None)
+            s.close()
+        """)
+    assert r.stdout.splitlines() == ["True http/1.1 -1", "HTTP/1.1 200 OK",
+                                     "mismatch: True True True", "True"]
+    assert "localhost" in tls_server.sni
+    assert "other.example" in tls_server.sni
+
+
+def test_tls_to_a_plain_server_is_an_ssl_error(rich_server):
+    port = rich_server.server_address[1]
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import socket, ssl
+            try:
+                ssl.create_default_context().wrap_socket(
+                    socket.create_connection(("127.0.0.1", {port}), timeout=5), server_hostname="localhost")
+            except ssl.SSLError as e:
+                print(type(e).__name__)
+        """)
+    assert r.stdout in ("SSLError", "SSLEOFError")
+
+
+def test_cli_allow_host(rich_server):
+    port = rich_server.server_address[1]
+    code = ("import urllib.request\n"
+            "try:\n"
+            f"    print(urllib.request.urlopen('http://127.0.0.1:{port}/cli').status)\n"
+            "except OSError as e:\n"
+            "    print(getattr(e, 'reason', e))\n")
+    p = subprocess.run([sys.executable, "-m", "eryx", "--allow-host", "127.0.0.1", "-c", code],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "200", p.stderr
+    p = subprocess.run([sys.executable, "-m", "eryx", "--allow-host", "example.com", "-c", code],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "not permitted: host '127.0.0.1' is not in the allowed hosts list"
