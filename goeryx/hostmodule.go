@@ -89,6 +89,7 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	case protocol.OpWait:
 		var h struct {
 			TimeoutNS int64 `json:"timeout_ns"`
+			netWatch
 		}
 		if _, err := protocol.Decode(frame, &h); err != nil {
 			fail(abi.HostErrBadRequest)
@@ -98,7 +99,7 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		if h.TimeoutNS >= 0 {
 			timeout = time.Duration(h.TimeoutNS)
 		}
-		resp = map[string]any{"done": inst.wait(timeout)}
+		resp = inst.waitAll(timeout, &h.netWatch)
 	case protocol.OpCallbackCancel:
 		var h struct {
 			ID int64 `json:"id"`

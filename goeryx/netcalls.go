@@ -145,3 +145,107 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 	}
 	return nil, false
 }
+
+// Bounds of what one OP_WAIT hands over from the guest's connections.
+const (
+	maxWaitRecvPerConn = 256 << 10
+	maxWaitRecvTotal   = 4 << 20
+	maxWaitWatch       = gnet.HardMaxConnections
+)
+
+// netWatch is what the guest's event loop waits for besides callbacks (OP_WAIT): data on
+// the connections in Recv (read at most RecvMax bytes each), room to send on those in Send.
+type netWatch struct {
+	Recv    []int64 `json:"recv"`
+	Send    []int64 `json:"send"`
+	RecvMax int     `json:"recv_max"`
+}
+
+// netItem is one connection's received data (in the payload), end of stream or error.
+type netItem struct {
+	ID  int64       `json:"id"`
+	N   int         `json:"n"`
+	EOF bool        `json:"eof,omitempty"`
+	Err *gnet.Error `json:"error,omitempty"`
+}
+
+// waitAll is OP_WAIT: callback completions, and for the guest's event loop the connects that
+// ended, the data that arrived on watched connections and the connections with room to send.
+func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
+	r := inst.run.Load()
+	if r == nil || r.net == nil {
+		return map[string]any{"done": inst.wait(timeout)}
+	}
+	if len(w.Recv) > maxWaitWatch {
+		w.Recv = w.Recv[:maxWaitWatch]
+	}
+	if len(w.Send) > maxWaitWatch {
+		w.Send = w.Send[:maxWaitWatch]
+	}
+	lookup := func(ids []int64) []*gnet.Conn {
+		out := make([]*gnet.Conn, len(ids))
+		for i, id := range ids {
+			out[i], _ = r.net.Get(id)
+		}
+		return out
+	}
+	recv, send := lookup(w.Recv), lookup(w.Send)
+	ready := func() bool {
+		if r.net.ConnectsPending() {
+			return true
+		}
+		for _, c := range recv {
+			if c == nil || c.Readable() {
+				return true
+			}
+		}
+		for _, c := range send {
+			if c == nil || c.Writable() {
+				return true
+			}
+		}
+		return false
+	}
+	done := inst.waitFor(timeout, ready, r.net.Notify)
+	out := map[string]any{"done": done}
+	per := w.RecvMax
+	if per <= 0 || per > maxWaitRecvPerConn {
+		per = maxWaitRecvPerConn
+	}
+	var payload []byte
+	var items []netItem
+	for i, c := range recv {
+		if c == nil {
+			items = append(items, netItem{ID: w.Recv[i], Err: gnet.ErrClosed})
+			continue
+		}
+		if len(payload) >= maxWaitRecvTotal {
+			break
+		}
+		data, eof, gerr := c.Recv(min(per, maxWaitRecvTotal-len(payload)), gnet.Wait{}, true)
+		if len(data) > 0 || eof || gerr != nil {
+			payload = append(payload, data...)
+			items = append(items, netItem{ID: w.Recv[i], N: len(data), EOF: eof, Err: gerr})
+		}
+	}
+	var writable []int64
+	for i, c := range send {
+		if c == nil || c.Writable() {
+			writable = append(writable, w.Send[i])
+		}
+	}
+	net := map[string]any{}
+	if connected := r.net.TakeConnects(); len(connected) > 0 {
+		net["connected"] = connected
+	}
+	if len(items) > 0 {
+		net["data"] = items
+	}
+	if len(writable) > 0 {
+		net["writable"] = writable
+	}
+	if len(net) > 0 {
+		out["net"] = net
+	}
+	return framed{out, payload}
+}

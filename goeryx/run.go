@@ -430,6 +430,12 @@ func (inst *instance) cancelCallback(id int64) {
 
 // wait blocks until a callback completes, the timeout passes, or the run must be polled.
 func (inst *instance) wait(timeout time.Duration) []map[string]any {
+	return inst.waitFor(timeout, nil, nil)
+}
+
+// waitFor is wait that also returns when ready reports true (checked before blocking and
+// whenever notify fires): the guest's network connections (netcalls.go).
+func (inst *instance) waitFor(timeout time.Duration, ready func() bool, notify <-chan struct{}) []map[string]any {
 	r := inst.run.Load()
 	if r == nil {
 		return nil // no run, so nothing to wait for and no deadline to bound a wait
@@ -462,10 +468,11 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 		add(c)
 	}
 	r.early = r.early[:0]
-	if len(done) == 0 {
+	if len(done) == 0 && (ready == nil || !ready()) {
 		select {
 		case c := <-r.done:
 			add(c)
+		case <-notify: // nil without a network: never
 		case <-timer:
 		case <-r.wake:
 		}

@@ -272,7 +272,9 @@ def _install_event_loop():
                 timeout_ns = -1
             else:
                 timeout_ns = max(0, int(timeout * 1e9))
-            header, _ = _host_call(OP_WAIT, {"timeout_ns": timeout_ns})  # noqa: F821
+            header, payload = _host_call(OP_WAIT, _net_wait_header(self, timeout_ns))  # noqa: F821
+            if "net" in header:
+                _net_events(self, header["net"], payload)  # noqa: F821
             for item in header.get("done") or ():
                 fut = _pending_callbacks.pop(item["id"], None)
                 if fut is None or fut.done():
@@ -304,6 +306,8 @@ def _install_event_loop():
 
         def _process_self_data(self, data):
             pass
+
+    _net_extend_loop(HostEventLoop)  # noqa: F821 (client connections: net.py)
 
     class HostEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         _loop_factory = HostEventLoop

@@ -398,6 +398,9 @@ func (s *Set) Len() int {
 	return len(s.conns)
 }
 
+// ConnectsPending reports whether asynchronous connects ended that TakeConnects would return.
+func (s *Set) ConnectsPending() bool { return len(s.connects) > 0 }
+
 // TakeConnects returns the asynchronous connects that ended since the last call.
 func (s *Set) TakeConnects() []ConnectResult {
 	var out []ConnectResult
