@@ -125,10 +125,15 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	if f, ok := resp.(framed); ok {
 		resp, payload = f.header, f.payload
 	}
-	out, err := protocol.Encode(resp, payload)
-	if err != nil {
-		fail(abi.HostErrBadRequest)
-		return
+	var out []byte
+	if f, ok := resp.(encodedFrame); ok {
+		out = f
+	} else {
+		var err error
+		if out, err = protocol.Encode(resp, payload); err != nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	}
 	inst.response, inst.hasResp = out, true
 	stack[0] = api.EncodeI32(int32(len(out)))

@@ -34,6 +34,16 @@ func netOptions(c *NetConfig) (*gnet.Options, error) {
 // testResolver replaces the system resolver in the package's tests.
 var testResolver gnet.Resolver
 
+// recvHeader starts an OpNetRecv response frame that carries data: the header's length, then
+// the header {"eof":false}.
+var recvHeader = func() []byte {
+	h := []byte(`{"eof":false}`)
+	return append([]byte{byte(len(h)), 0, 0, 0}, h...)
+}()
+
+// encodedFrame is a host-call response already encoded as a frame.
+type encodedFrame []byte
+
 // framed is a host-call response with a payload.
 type framed struct {
 	header  any
@@ -113,11 +123,20 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 		if gerr != nil {
 			return netError(gerr), true
 		}
-		data, eof, gerr := c.Recv(h.Max, netWait(r, opts.IOTimeout, h.TimeoutNS), h.Nonblock)
+		// The data is received straight into the response frame.
+		n := min(max(h.Max, 0), gnet.MaxRecv)
+		frame := append(make([]byte, 0, len(recvHeader)), recvHeader...) // grows once, to fit
+		frame, eof, gerr := c.RecvInto(frame, n, netWait(r, opts.IOTimeout, h.TimeoutNS), h.Nonblock)
 		if gerr != nil {
 			return netError(gerr), true
 		}
-		return framed{map[string]any{"eof": eof}, data}, true
+		if eof {
+			return map[string]any{"eof": true}, true
+		}
+		if len(frame) < len(recvHeader) {
+			frame = recvHeader // nothing (nonblock, or max 0)
+		}
+		return encodedFrame(frame), true
 	case protocol.OpNetClose:
 		r.net.Close(h.ID)
 		return map[string]any{}, true

@@ -205,8 +205,10 @@ class socket:
         cid = self._check()
         if bufsize == 0:
             return b""
-        h, data = _call(OP_NET_RECV, {"id": cid, "max": bufsize,  # noqa: F821
-                                      "timeout_ns": _timeout_ns(self._timeout)})
+        h, data = _eryx_raw_call(OP_NET_RECV, b'{"id":%d,"max":%d,"timeout_ns":%d}' % (  # noqa: F821
+            cid, bufsize, _timeout_ns(self._timeout)))
+        if "error" in h:
+            raise _exception(h["error"])
         return data
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -229,8 +231,10 @@ class socket:
         view = memoryview(data).cast("B")
         if not len(view):
             return 0
-        h, _ = _call(OP_NET_SEND, {"id": cid, "timeout_ns": _timeout_ns(self._timeout)},  # noqa: F821
-                     bytes(view[:_MAX_SEND]))
+        h, _ = _eryx_raw_call(OP_NET_SEND, b'{"id":%d,"timeout_ns":%d}' % (  # noqa: F821
+            cid, _timeout_ns(self._timeout)), bytes(view[:_MAX_SEND]))
+        if "error" in h:
+            raise _exception(h["error"])
         return h["n"]
 
     def sendall(self, data, flags=0):

@@ -172,6 +172,15 @@ func (c *Conn) Recv(max int, w Wait, nonblock bool) (data []byte, eof bool, gerr
 	if max <= 0 {
 		return nil, false, nil
 	}
+	return c.RecvInto(nil, max, w, nonblock)
+}
+
+// RecvInto is Recv appending the data to dst (which it returns), so that a caller can receive
+// straight into the frame it answers with.
+func (c *Conn) RecvInto(dst []byte, max int, w Wait, nonblock bool) (data []byte, eof bool, gerr *Error) {
+	if max <= 0 {
+		return dst, false, nil
+	}
 	if max > MaxRecv {
 		max = MaxRecv
 	}
@@ -182,7 +191,7 @@ func (c *Conn) Recv(max int, w Wait, nonblock bool) (data []byte, eof bool, gerr
 	for {
 		if len(c.rbuf) > 0 {
 			n := min(max, len(c.rbuf))
-			data = append([]byte(nil), c.rbuf[:n]...)
+			data = append(dst, c.rbuf[:n]...)
 			c.rbuf = c.rbuf[n:]
 			if len(c.rbuf) == 0 {
 				c.rbuf = nil
