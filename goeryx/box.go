@@ -80,7 +80,7 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	if b.secrets, err = newSecrets(cfg.Secrets); err != nil {
 		return nil, initError("cannot create secret placeholders: %v", err)
 	}
-	if b.net, err = netOptions(cfg.Network); err != nil {
+	if b.net, err = netOptions(cfg.Network, b.secrets); err != nil {
 		return nil, err
 	}
 	if err := b.openFilesystems(); err != nil {

@@ -1,6 +1,8 @@
 package goeryx
 
 import (
+	"sort"
+	"strings"
 	"time"
 
 	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
@@ -11,7 +13,7 @@ import (
 // cancellation and polling here; the policy, connections and TLS in internal/net.
 
 // netOptions compiles a sandbox's NetConfig once (nil: networking is off).
-func netOptions(c *NetConfig) (*gnet.Options, error) {
+func netOptions(c *NetConfig, sec *secrets) (*gnet.Options, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -24,6 +26,18 @@ func netOptions(c *NetConfig) (*gnet.Options, error) {
 		IOTimeout:      time.Duration(c.IOTimeoutMS) * time.Millisecond}
 	if c.MaxConnections > 0 && c.MaxConnections < gnet.HardMaxConnections {
 		o.MaxConnections = int(c.MaxConnections)
+	}
+	for _, name := range sortedKeys(sec.byName) {
+		secret := sec.byName[name]
+		var hosts []string
+		for _, h := range secret.AllowedHosts {
+			hosts = append(hosts, strings.ToLower(h))
+		}
+		o.Secrets = append(o.Secrets, gnet.Secret{Name: name, Placeholder: sec.env[name],
+			Value: secret.Value, Hosts: hosts})
+	}
+	for _, h := range c.AllowedHosts {
+		o.AllowedHosts = append(o.AllowedHosts, strings.ToLower(h))
 	}
 	if testResolver != nil {
 		o.Resolver = testResolver
@@ -267,4 +281,13 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 		out["net"] = net
 	}
 	return framed{out, payload}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

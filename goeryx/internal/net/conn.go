@@ -47,6 +47,10 @@ type Options struct {
 	Resolver Resolver // nil: net.DefaultResolver
 	// Dial connects to one checked address (nil: a net.Dialer).
 	Dial func(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
+	// Secrets are substituted in HTTP/1.x request headers and protected in what the guest
+	// reads (secrets.go); AllowedHosts is NetConfig's list, for secrets without their own.
+	Secrets      []Secret
+	AllowedHosts []string
 }
 
 // RootPool returns the system roots plus extra DER certificates.

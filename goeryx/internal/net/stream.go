@@ -40,6 +40,10 @@ type Conn struct {
 	closed     bool
 	done       chan struct{} // closed when the connection closes
 
+	// Secrets on the wire (nil without secrets): req is used by Send only, resp by the reader.
+	req  *requestRewriter
+	resp *responseRewriter
+
 	readable chan struct{} // cap 1: data, EOF or an error arrived
 	rspace   chan struct{} // cap 1: the guest took received data
 	wdata    chan struct{} // cap 1: the guest queued data
@@ -47,9 +51,22 @@ type Conn struct {
 }
 
 func newConn(s *Set, raw net.Conn, host string) *Conn {
-	return &Conn{set: s, raw: raw, host: host, peer: raw.RemoteAddr().String(), done: make(chan struct{}),
+	c := &Conn{set: s, raw: raw, host: host, peer: raw.RemoteAddr().String(), done: make(chan struct{}),
 		readable: make(chan struct{}, 1), rspace: make(chan struct{}, 1),
 		wdata: make(chan struct{}, 1), wspace: make(chan struct{}, 1)}
+	c.resetRewriters()
+	return c
+}
+
+// resetRewriters starts the HTTP rewriting afresh (a new connection, or TLS just started).
+func (c *Conn) resetRewriters() {
+	o := c.set.opts
+	if len(o.Secrets) == 0 {
+		return
+	}
+	methods := &methodQueue{}
+	c.req = &requestRewriter{secrets: o.Secrets, host: c.host, allowed: o.AllowedHosts, methods: methods}
+	c.resp = &responseRewriter{rep: replacer{secrets: o.Secrets}, methods: methods}
 }
 
 func signal(ch chan struct{}) {
@@ -127,7 +144,10 @@ func (c *Conn) readLoop(raw net.Conn, done chan struct{}) {
 		c.mu.Unlock()
 		n, err := raw.Read(buf)
 		c.mu.Lock()
-		if n > 0 {
+		if c.resp != nil && (n > 0 || err != nil) && !(c.pause && err != nil) {
+			// Echo protection: real secret values never reach the guest.
+			c.rbuf = append(c.rbuf, c.resp.feed(buf[:n], err != nil)...)
+		} else if n > 0 {
 			c.rbuf = append(c.rbuf, buf[:n]...)
 		}
 		if err != nil {
@@ -271,7 +291,17 @@ func (c *Conn) Send(data []byte, w Wait, nonblock bool) (int, *Error) {
 		}
 		if free := MaxPendingWrite - len(c.wq); free > 0 {
 			n := min(free, len(data))
-			c.wq = append(c.wq, data[:n]...)
+			out := data[:n]
+			if c.req != nil {
+				var gerr *Error
+				if out, gerr = c.req.write(out); gerr != nil {
+					// Refused (a secret for another host, HTTP/2): nothing of it is sent.
+					c.mu.Unlock()
+					c.close(false)
+					return 0, gerr
+				}
+			}
+			c.wq = append(c.wq, out...)
 			if !c.writing {
 				c.writing = true
 				go c.writeLoop()
@@ -413,7 +443,13 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 	c.mu.Unlock()
 	ctx, cancel := waitContext(c.set.ctx, w)
 	defer cancel()
-	return c.handshake(ctx, name)
+	if gerr := c.handshake(ctx, name); gerr != nil {
+		return gerr
+	}
+	c.mu.Lock()
+	c.resetRewriters()
+	c.mu.Unlock()
+	return nil
 }
 
 // waitContext is a context that ends when w does.
