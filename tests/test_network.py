@@ -760,6 +760,11 @@ reader, writer = await asyncio.open_connection("127.0.0.1", {port}, ssl=ctx, ser
 obj = writer.get_extra_info("ssl_object")
 print(obj.version() in ("TLSv1.2", "TLSv1.3"), obj.selected_alpn_protocol())
 writer.close()
+reader, writer = await asyncio.open_connection("127.0.0.1", {port})
+await writer.start_tls(ctx, server_hostname="localhost")   # STARTTLS on a plain stream
+writer.write(b"GET /upgraded HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+print((await reader.readline()).decode().strip(), writer.get_extra_info("ssl_object").version() is not None)
+writer.close()
 for kw in ({{"ssl": True, "server_hostname": "other.example"}}, {{}}):
     try:
         await asyncio.open_connection("10.1.2.3" if not kw else "127.0.0.1", {port}, **kw)
@@ -769,8 +774,9 @@ for kw in ({{"ssl": True, "server_hostname": "other.example"}}, {{}}):
     lines = r.stdout.splitlines()
     assert lines[0] == "HTTP/1.1 200 OK True"
     assert lines[1] == "True http/1.1"
-    assert lines[2].startswith("SSLCertVerificationError [SSL: CERTIFICATE_VERIFY_FAILED]")
-    assert lines[3] == "PermissionError not permitted: host '10.1.2.3' is blocked"
+    assert lines[2] == "HTTP/1.1 200 OK True"
+    assert lines[3].startswith("SSLCertVerificationError [SSL: CERTIFICATE_VERIFY_FAILED]")
+    assert lines[4] == "PermissionError not permitted: host '10.1.2.3' is blocked"
 
 
 def test_asyncio_protocol_api(rich_server):

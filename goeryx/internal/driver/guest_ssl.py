@@ -16,7 +16,9 @@ import textwrap as _textwrap
 from collections import namedtuple as _namedtuple
 from enum import Enum as _Enum, IntEnum as _IntEnum, IntFlag as _IntFlag
 
-OPENSSL_VERSION = "Go crypto/tls (goeryx host)"
+# Libraries check that the name starts with "OpenSSL " (urllib3 warns otherwise); the TLS is
+# the host's, with a current TLS 1.2/1.3 stack.
+OPENSSL_VERSION = "OpenSSL 3.0 compatible: TLS terminated on the goeryx host by Go crypto/tls"
 OPENSSL_VERSION_INFO = (3, 0, 0, 0, 0)
 OPENSSL_VERSION_NUMBER = 0x30000000
 _OPENSSL_API_VERSION = OPENSSL_VERSION_INFO
@@ -175,15 +177,122 @@ class SSLSession:
 
 
 class MemoryBIO:
+    """A byte buffer. TLS runs on the host, so an SSLObject over memory BIOs passes plaintext
+    through them (see SSLContext.wrap_bio)."""
+
     def __init__(self):
-        raise SSLError(1, "memory-BIO TLS is not available in the sandbox: TLS is terminated "
-                          "by the host (use wrap_socket or asyncio's ssl=)")
+        self._buf = bytearray()
+        self._eof = False
+
+    @property
+    def pending(self):
+        return len(self._buf)
+
+    @property
+    def eof(self):
+        return self._eof and not self._buf
+
+    def read(self, n=-1):
+        if n < 0 or n > len(self._buf):
+            n = len(self._buf)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def write(self, data):
+        if self._eof:
+            raise SSLError(1, "cannot write to a MemoryBIO after write_eof()")
+        data = memoryview(data).cast("B")
+        self._buf += data
+        return len(data)
+
+    def write_eof(self):
+        self._eof = True
 
 
 class SSLObject:
+    """TLS over memory BIOs for a connection the host already encrypts: what the program
+    writes goes to the outgoing BIO as plaintext, and the incoming BIO's plaintext is read
+    back."""
+
     def __init__(self, *args, **kwargs):
-        raise SSLError(1, "SSLObject is not available in the sandbox: TLS is terminated by "
-                          "the host (use wrap_socket or asyncio's ssl=)")
+        raise TypeError("SSLObject does not have a public constructor. Instances are returned "
+                        "by SSLContext.wrap_bio().")
+
+    @classmethod
+    def _create(cls, incoming, outgoing, context, server_hostname, version):
+        self = object.__new__(cls)
+        self._in, self._out = incoming, outgoing
+        self.context, self.server_hostname, self.server_side = context, server_hostname, False
+        self._version = version
+        self.session = None
+        self.session_reused = False
+        return self
+
+    def do_handshake(self):
+        pass
+
+    def read(self, len=1024, buffer=None):
+        data = self._in.read(len)
+        if not data and not self._in.eof:
+            raise SSLWantReadError(2, "The operation did not complete (read)")
+        if buffer is not None:
+            memoryview(buffer).cast("B")[: builtins_len(data)] = data
+            return builtins_len(data)
+        return data
+
+    def write(self, data):
+        return self._out.write(data)
+
+    def unwrap(self):
+        return None
+
+    def pending(self):
+        return 0
+
+    def version(self):
+        return self._version
+
+    def selected_alpn_protocol(self):
+        return "http/1.1"
+
+    def selected_npn_protocol(self):
+        return None
+
+    def cipher(self):
+        return ("TLS", self._version, 128)
+
+    def shared_ciphers(self):
+        return None
+
+    def compression(self):
+        return None
+
+    def getpeercert(self, binary_form=False):
+        return b"" if binary_form else {}
+
+    def get_channel_binding(self, cb_type="tls-unique"):
+        return None
+
+    def verify_client_post_handshake(self):
+        raise SSLError(1, "post-handshake authentication is not available")
+
+
+builtins_len = len
+
+
+def _host_transport(frame):
+    """The event loop's host transport that a library is wrapping in memory-BIO TLS: found
+    among the locals of its callers (anyio's TLSStream.wrap holds `transport_stream`)."""
+    for _ in range(8):
+        if frame is None:
+            return None
+        for value in list(frame.f_locals.values()):
+            for candidate in (value, getattr(value, "_transport", None)):
+                if getattr(type(candidate), "_eryx_host_transport", False):
+                    return candidate
+        frame = frame.f_back
+    return None
 
 
 class SSLContext:
@@ -260,8 +369,17 @@ class SSLContext:
             raise SSLError(1, "server-side TLS is not available in the sandbox")
         return SSLSocket._create(sock, self, server_hostname)
 
-    def wrap_bio(self, *args, **kwargs):
-        return SSLObject()
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        if server_side:
+            raise SSLError(1, "server-side TLS is not available in the sandbox")
+        import sys
+
+        transport = _host_transport(sys._getframe(1))
+        if transport is None:
+            raise SSLError(1, "memory-BIO TLS is only available on connections of the sandbox's "
+                              "event loop: TLS is terminated by the host")
+        version = transport._start_tls(server_hostname, self)
+        return SSLObject._create(incoming, outgoing, self, server_hostname, version)
 
 
 class SSLSocket(_socket_mod.socket):
@@ -365,6 +483,11 @@ class SSLSocket(_socket_mod.socket):
 
     def verify_client_post_handshake(self):
         raise SSLError(1, "post-handshake authentication is not available")
+
+    @property
+    def _sslobj(self):
+        # Libraries (httpcore) read the TLS details from the standard SSLSocket's _sslobj.
+        return self if self._id is not None else None
 
     @property
     def session(self):

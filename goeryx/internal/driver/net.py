@@ -120,8 +120,54 @@ def _net_extend_loop(loop_class):
         def getpeercert(self, binary_form=False):
             return b"" if binary_form else {}
 
+    class _ConnSocket:
+        """get_extra_info('socket') of a host transport: addresses and options only (the
+        connection is the transport's)."""
+
+        family, type, proto = socket.AF_INET, socket.SOCK_STREAM, 6
+
+        def __init__(self, peer):
+            self._peer = peer
+            self._fd = next(socket._fake_fds)
+
+        def getpeername(self):
+            return self._peer
+
+        def getsockname(self):
+            return ("0.0.0.0", 0)
+
+        def fileno(self):
+            return self._fd
+
+        def setsockopt(self, *args):
+            pass
+
+        def getsockopt(self, level, optname, buflen=None):
+            return 0 if buflen is None else bytes(buflen)
+
+        def gettimeout(self):
+            return 0.0
+
+        def setblocking(self, flag):
+            pass
+
     class HostTransport(transports._FlowControlMixin, transports.Transport):
         """A stream transport on a host connection."""
+
+        _eryx_host_transport = True  # ssl.SSLContext.wrap_bio looks for it
+
+        def _start_tls(self, server_hostname, context):
+            """TLS on this connection, now (the handshake blocks the loop, bounded by the
+            connect timeout); returns the negotiated version."""
+            if self._buffer:
+                raise ssl.SSLError(1, "cannot start TLS with data left to send")
+            if server_hostname is None:
+                server_hostname = self._extra.get("peername", ("",))[0]
+            h, _ = socket._call(OP_NET_TLS, {"id": self._id,  # noqa: F821
+                                             "server_hostname": server_hostname or ""})
+            self._extra["sslcontext"] = context
+            self._extra["ssl_object"] = _SSLInfo(h.get("version"), "http/1.1", server_hostname, context)
+            return h.get("version")
 
         def __init__(self, loop, cid, protocol, info, extra):
             super().__init__(extra, loop)
@@ -289,8 +335,8 @@ def _net_extend_loop(loop_class):
             raise
         peer = info.get("peer") or ""
         ip, _, p = peer.rpartition(":")
-        extra = {"peername": (ip.strip("[]") or host, int(p) if p.isdigit() else port),
-                 "sockname": ("0.0.0.0", 0), "socket": None}
+        peername = (ip.strip("[]") or host, int(p) if p.isdigit() else port)
+        extra = {"peername": peername, "sockname": ("0.0.0.0", 0), "socket": _ConnSocket(peername)}
         if ssl:
             context = ssl if isinstance(ssl, sys.modules["ssl"].SSLContext) else None
             extra["sslcontext"] = context
@@ -315,16 +361,9 @@ def _net_extend_loop(loop_class):
                         ssl_shutdown_timeout=None):
         if server_side:
             raise ssl.SSLError(1, "server-side TLS is not available in the sandbox")
-        if not isinstance(transport, HostTransport) or transport._buffer:
-            raise ssl.SSLError(1, "start_tls needs a host connection with nothing left to send")
-        if server_hostname is None:
-            server_hostname = transport.get_extra_info("peername", ("",))[0]
-        # The handshake blocks this loop (bounded by the connect timeout).
-        h, _ = socket._call(OP_NET_TLS, {"id": transport._id,  # noqa: F821
-                                         "server_hostname": server_hostname or ""})
-        transport._extra["sslcontext"] = sslcontext
-        transport._extra["ssl_object"] = _SSLInfo(h.get("version"), "http/1.1",
-                                                  server_hostname, sslcontext)
+        if not isinstance(transport, HostTransport):
+            raise ssl.SSLError(1, "start_tls needs a connection of the sandbox's event loop")
+        transport._start_tls(server_hostname, sslcontext)
         transport.set_protocol(protocol)
         return transport
 
