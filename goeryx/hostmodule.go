@@ -111,7 +111,7 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		inst.cancelCallback(h.ID)
 		resp = map[string]any{}
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
-		protocol.OpNetTLS, protocol.OpNetShutdown:
+		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
 		var ok bool
 		if resp, ok = inst.netCall(op, frame); !ok {
 			fail(abi.HostErrBadRequest)

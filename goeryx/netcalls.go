@@ -98,6 +98,22 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 		Max            int    `json:"max"`
 		How            int    `json:"how"`
 	}
+	if op == protocol.OpNetPoll {
+		var w netWatch
+		var t struct {
+			TimeoutNS int64 `json:"timeout_ns"`
+		}
+		if _, err := protocol.Decode(frame, &w); err != nil {
+			return nil, false
+		}
+		if _, err := protocol.Decode(frame, &t); err != nil {
+			return nil, false
+		}
+		if r == nil || r.net == nil {
+			return netError(gnet.ErrNotEnabled), true
+		}
+		return inst.netPoll(r, &w, t.TimeoutNS), true
+	}
 	payload, err := protocol.Decode(frame, &h)
 	if err != nil {
 		return nil, false
@@ -290,4 +306,55 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// netPoll is OpNetPoll: readiness of connections without reading (the guest's select and
+// poll on its sockets). It waits at most the timeout and never past the run's next wake-up.
+func (inst *instance) netPoll(r *runState, w *netWatch, timeoutNS int64) any {
+	defer inst.poll()
+	if len(w.Recv) > maxWaitWatch {
+		w.Recv = w.Recv[:maxWaitWatch]
+	}
+	if len(w.Send) > maxWaitWatch {
+		w.Send = w.Send[:maxWaitWatch]
+	}
+	var until time.Time
+	if timeoutNS >= 0 {
+		until = time.Now().Add(time.Duration(timeoutNS))
+	}
+	if nw := r.nextWake(); !nw.IsZero() && (until.IsZero() || nw.Before(until)) {
+		until = nw
+	}
+	check := func() (readable, writable []int64) {
+		for _, id := range w.Recv {
+			if c, gerr := r.net.Get(id); gerr != nil || c.Readable() {
+				readable = append(readable, id)
+			}
+		}
+		for _, id := range w.Send {
+			if c, gerr := r.net.Get(id); gerr != nil || c.Writable() {
+				writable = append(writable, id)
+			}
+		}
+		return
+	}
+	var timer <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		readable, writable := check()
+		if len(readable) > 0 || len(writable) > 0 {
+			return map[string]any{"readable": readable, "writable": writable}
+		}
+		select {
+		case <-r.net.Notify:
+		case <-timer:
+			return map[string]any{"readable": []int64{}, "writable": []int64{}}
+		case <-r.wake:
+			return map[string]any{"readable": []int64{}, "writable": []int64{}}
+		}
+	}
 }

@@ -915,3 +915,27 @@ def test_http2_preface_refused_with_secrets(echo_server):
                 print(e)
         """)
     assert r.stdout == "not permitted: HTTP/2 is not supported when secrets are configured"
+
+
+def test_select_and_poll_on_sandbox_sockets(rich_server):
+    port = rich_server.server_address[1]
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import select, selectors, socket
+            s = socket.create_connection(("127.0.0.1", {port}))
+            print(select.select([s], [], [], 0.05)[0] == [])       # nothing to read yet
+            print(select.select([], [s], [], 0)[1] == [s])         # room to send
+            s.sendall(b"GET /x HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            print(select.select([s], [], [], 5)[0] == [s])
+            p = select.poll()
+            p.register(s, select.POLLIN)
+            print(p.poll(5000) == [(s.fileno(), select.POLLIN)])
+            with selectors.DefaultSelector() as sel:
+                sel.register(s, selectors.EVENT_READ)
+                print([key.fileobj is s for key, _ in sel.select(5)])
+            data = b""
+            while select.select([s], [], [], 0.3)[0]:   # drain: readiness ends with the data
+                data += s.recv(65536)
+            print(data.endswith(b'{{"path": "/x"}}'))
+        """)
+    assert r.stdout.splitlines() == ["True", "True", "True", "True", "[True]", "True"]

@@ -88,6 +88,8 @@ except requests.exceptions.SSLError:
 """)
     assert r.stdout.splitlines() == ['200 {"path": "/a"}', "200 hello chunked world",
                                      '200 {"path": "/tls"}', str(test_network.BIG), "SSLError"]
+    # urllib3 checks a pooled connection with select.poll before reusing it: one connection.
+    assert len({client_port for _, client_port, _ in rich_server.seen}) == 1
 
 
 def test_httpx_sync_and_async(site_packages, rich_server, tls_server, ca):

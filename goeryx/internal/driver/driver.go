@@ -21,6 +21,8 @@ var (
 	socketShim string
 	//go:embed guest_ssl.py
 	sslShim string
+	//go:embed guest_select.py
+	selectShim string
 )
 
 // pyString is a Python string literal holding s (a JSON string is one).
@@ -36,6 +38,7 @@ func pyString(s string) string {
 // networking section with its shims.
 func Source() string {
 	return protocol.Prelude() + body +
-		"\n_NET_SOCKET_SRC = " + pyString(socketShim) + "\n_NET_SSL_SRC = " + pyString(sslShim) + "\n" +
+		"\n_NET_SOCKET_SRC = " + pyString(socketShim) + "\n_NET_SSL_SRC = " + pyString(sslShim) +
+		"\n_NET_SELECT_SRC = " + pyString(selectShim) + "\n" +
 		netBody
 }

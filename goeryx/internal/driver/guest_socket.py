@@ -15,7 +15,10 @@ import errno as _errno
 import io as _io
 import itertools as _itertools
 
+import weakref as _weakref
+
 _fake_fds = _itertools.count(1 << 24)
+_by_fd = _weakref.WeakValueDictionary()  # fake descriptor -> socket (select, poll)
 _MAX_SEND = 1 << 20
 _SOCK_FLAGS = globals().get("SOCK_NONBLOCK", 0) | globals().get("SOCK_CLOEXEC", 0)
 _defaulttimeout = None
@@ -127,6 +130,7 @@ class socket:
         self._closed = False
         self._io_refs = 0
         self._fd = next(_fake_fds)
+        _by_fd[self._fd] = self
         self._peer = None
         self._tls_version = None
         self._alpn = None

@@ -401,6 +401,7 @@ class SSLSocket(_socket_mod.socket):
         for name in ("family", "type", "proto", "_timeout", "_io_refs", "_peer"):
             setattr(self, name, getattr(sock, name))
         self._fd = sock._fd
+        _socket_mod._by_fd[self._fd] = self
         self._closed = False
         self._id = None
         self._tls_version = self._alpn = None

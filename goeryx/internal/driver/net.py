@@ -32,6 +32,17 @@ def _net_install():
     base = {k: v for k, v in vars(std_socket).items() if not k.startswith("__")}
     sys.modules["socket"] = _net_module("socket", _NET_SOCKET_SRC, base)  # noqa: F821
     sys.modules["ssl"] = _net_module("ssl", _NET_SSL_SRC, {})  # noqa: F821
+    import select as std_select
+    import selectors
+
+    base = {k: v for k, v in vars(std_select).items() if not k.startswith("__")}
+    sys.modules["select"] = shim = _net_module("select", _NET_SELECT_SRC, base)  # noqa: F821
+    # selectors bound the standard module when socket imported it: point it at the shim.
+    selectors.select = shim
+    if hasattr(selectors, "PollSelector"):
+        selectors.PollSelector._selector_cls = shim.poll
+    if hasattr(selectors, "SelectSelector"):
+        selectors.SelectSelector._select = staticmethod(shim.select)
 
 
 _net_install()

@@ -50,6 +50,10 @@ const (
 	OpNetTLS = 9
 	// OpNetShutdown shuts one or both directions. Header {"id", "how"}. Response {}.
 	OpNetShutdown = 10
+	// OpNetPoll waits until one of the connections in "recv" is readable or one in "send"
+	// writable, or "timeout_ns" passes (-1: none); it reads nothing (select, poll).
+	// Response {"readable", "writable"}: the ids that are.
+	OpNetPoll = 11
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -120,6 +124,7 @@ func Prelude() string {
 		"OP_NET_CLOSE":            OpNetClose,
 		"OP_NET_TLS":              OpNetTLS,
 		"OP_NET_SHUTDOWN":         OpNetShutdown,
+		"OP_NET_POLL":             OpNetPoll,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
 		"REQ_CLEAR_STATE":         ReqClearState,
