@@ -99,7 +99,7 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 // a Session's current ones (Session.SetExecutionTimeoutMS, SetMaxFuel).
 func (b *box) limits(timeoutMS, maxFuel *int64) *runLimits {
 	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel,
-		callbacksInFlight: &b.callbacksInFlight, net: b.net}
+		callbacksInFlight: &b.callbacksInFlight, net: b.net, echo: b.secrets.echo}
 	if timeoutMS != nil && *timeoutMS > 0 {
 		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,9 @@ type runLimits struct {
 	callbacksInFlight *atomic.Int64
 	// net is the network configuration (nil: networking is off).
 	net *gnet.Options
+	// echo replaces real secret values by their placeholders in callback results and error
+	// messages (API.md §6.5); nil without secrets.
+	echo *strings.Replacer
 }
 
 // runState is the host side of one run in progress.
@@ -316,7 +320,17 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 			timer.Stop()
 		}
 		if claimed.CompareAndSwap(false, true) {
-			deliver(callbackCompletion(id, name, out, err, l.callbackTimeoutMS))
+			c := callbackCompletion(id, name, out, err, l.callbackTimeoutMS)
+			if l.echo != nil {
+				// Echo protection: a real secret value never reaches the guest.
+				if c.result != nil {
+					c.result = json.RawMessage(l.echo.Replace(string(c.result)))
+				}
+				if c.err != nil {
+					c.err = &guestError{c.err.Type, l.echo.Replace(c.err.Message)}
+				}
+			}
+			deliver(c)
 		}
 	}()
 	// Most callbacks finish within microseconds: wait a moment, so that the guest gets the

@@ -3,6 +3,8 @@ package goeryx
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"sort"
 	"strings"
 )
 
@@ -19,6 +21,9 @@ type secrets struct {
 	env      map[string]string // name → placeholder: the guest's os.environ entries
 	byName   map[string]Secret
 	scrubber *strings.Replacer // placeholder → [REDACTED]; nil when there are no secrets
+	// echo replaces each real value (as is and as it appears in JSON text) by its
+	// placeholder; nil when there are no secrets.
+	echo *strings.Replacer
 }
 
 func newSecrets(list []Secret) (*secrets, error) {
@@ -36,6 +41,25 @@ func newSecrets(list []Secret) (*secrets, error) {
 	}
 	if len(pairs) > 0 {
 		s.scrubber = strings.NewReplacer(pairs...)
+		// Longest values first: a value that contains another is replaced whole.
+		names := make([]string, 0, len(s.byName))
+		for name := range s.byName {
+			names = append(names, name)
+		}
+		sort.Slice(names, func(i, j int) bool {
+			return len(s.byName[names[i]].Value) > len(s.byName[names[j]].Value)
+		})
+		var echo []string
+		for _, name := range names {
+			sec := s.byName[name]
+			echo = append(echo, sec.Value, s.env[name])
+			if j, err := json.Marshal(sec.Value); err == nil {
+				if quoted := string(j[1 : len(j)-1]); quoted != sec.Value {
+					echo = append(echo, quoted, s.env[name])
+				}
+			}
+		}
+		s.echo = strings.NewReplacer(echo...)
 	}
 	return s, nil
 }

@@ -939,3 +939,25 @@ def test_select_and_poll_on_sandbox_sockets(rich_server):
             print(data.endswith(b'{{"path": "/x"}}'))
         """)
     assert r.stdout.splitlines() == ["True", "True", "True", "True", "[True]", "True"]
+
+
+def test_callback_results_are_echo_protected():
+    def leak(what: str) -> str:
+        if what == "error":
+            raise RuntimeError("upstream said: bad key " + SECRET)
+        return {"token": SECRET, "nested": [SECRET + "-suffix"]}
+
+    with eryx.Sandbox(callbacks=[{"name": "leak", "fn": leak}],
+                      secrets={"API_KEY": {"value": SECRET}}, scrub_stdout=False) as sb:
+        r = sb.execute("""
+import os
+ph = os.environ["API_KEY"]
+r = await leak(what="value")
+print(r["token"] == ph, r["nested"][0] == ph + "-suffix")
+try:
+    await leak(what="error")
+except Exception as e:
+    print(str(e).endswith("bad key " + ph))
+""")
+    assert r.stdout == "True True\nTrue"
+    assert SECRET not in r.stdout
