@@ -6,6 +6,7 @@ connections, against native CPython running the same code in the same run.
     .venv/bin/python bench/network.py --quick               # smoke test
     .venv/bin/python bench/network.py --pyeryx PYTHON       # also run PYTHON (a venv with
                                                             # pyeryx) on the same servers
+    .venv/bin/python bench/network.py --native PYTHON3.13      # the native baseline's Python
     .venv/bin/python bench/network.py --json out.json
 
 The servers run in a child process on 127.0.0.1 (so they do not share this interpreter's GIL):
@@ -124,7 +125,6 @@ async def main():
     t = time.perf_counter_ns()
     await asyncio.gather(*[get() for _ in range(50)])
     return [one, time.perf_counter_ns() - t]
-result = asyncio.run(main())
 """
 
 # Runs one workload in the interpreter that runs it: "native" execs the code, "eryx" runs it
@@ -181,20 +181,40 @@ def pct(v, p):
 
 
 def measure(py, mode, ports, a):
+    """The rows for one system; a row that fails is reported as an error (pyeryx may lack a
+    feature) and the others are still measured."""
     http, plain, tls, ca = ports
     out = {}
-    gets = run(py, mode, GETS.format(http=http, n=a.gets))[a.gets // 10:]  # warm-up dropped
-    out["get_p50_us"] = pct(gets, 50) / 1e3
-    out["get_p90_us"] = pct(gets, 90) / 1e3
-    n, t = run(py, mode, DOWNLOAD.format(port=plain, tls=False))
-    out["download_plain_MBps"] = n / (t / 1e9) / 1e6
+
+    def row(name, f):
+        try:
+            out.update(f())
+        except Exception as e:
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            out.setdefault("errors", {})[name] = (lines[-1] if lines else repr(e))[:300]
+
+    def gets():
+        ts = run(py, mode, GETS.format(http=http, n=a.gets))[a.gets // 10:]  # warm-up dropped
+        return {"get_p50_us": pct(ts, 50) / 1e3, "get_p90_us": pct(ts, 90) / 1e3}
+
+    def download(port, tls_on, key):
+        def f():
+            n, t = run(py, mode, DOWNLOAD.format(port=port, tls=tls_on), ca if tls_on else "")
+            return {key: n / (t / 1e9) / 1e6}
+        return f
+
+    def concurrent():
+        # In a sandbox the code runs with top-level await (pyeryx: inside a running loop).
+        tail = "result = asyncio.run(main())" if mode == "native" else "result = await main()"
+        one, fifty = run(py, mode, CONCURRENT.format(http=http) + tail)
+        return {"concurrent_one_ms": one / 1e6, "concurrent_50_ms": fifty / 1e6,
+                "concurrent_ratio": fifty / one}
+
+    row("get", gets)
+    row("download_plain", download(plain, False, "download_plain_MBps"))
     if tls:
-        n, t = run(py, mode, DOWNLOAD.format(port=tls, tls=True), ca)
-        out["download_tls_MBps"] = n / (t / 1e9) / 1e6
-    one, fifty = run(py, mode, CONCURRENT.format(http=http))
-    out["concurrent_one_ms"] = one / 1e6
-    out["concurrent_50_ms"] = fifty / 1e6
-    out["concurrent_ratio"] = fifty / one
+        row("download_tls", download(tls, True, "download_tls_MBps"))
+    row("concurrent", concurrent)
     return out
 
 
@@ -202,6 +222,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--pyeryx", help="a Python with pyeryx installed")
+    ap.add_argument("--native", default=sys.executable,
+                    help="the native Python of the baseline (default: this one)")
     ap.add_argument("--json")
     a = ap.parse_args()
     size = (16 if a.quick else 256) << 20
@@ -211,39 +233,39 @@ def main():
     try:
         http, plain, tls, ca = server.stdout.readline().split(" ", 3)
         ports = (int(http), int(plain), int(tls), eval(ca))
-        systems = {"native": (sys.executable, "native"), "goeryx": (sys.executable, "eryx")}
+        systems = {"native": (a.native, "native"), "goeryx": (sys.executable, "eryx")}
         if a.pyeryx:
             systems["pyeryx"] = (a.pyeryx, "eryx")
         report = {"size_bytes": size, "loadavg": os.getloadavg()[0]}
         for name, (py, mode) in systems.items():
-            try:
-                report[name] = measure(py, mode, ports, a)
-            except Exception as e:  # pyeryx may lack a feature: report, go on
-                report[name] = {"error": str(e).splitlines()[-1][:200]}
+            report[name] = measure(py, mode, ports, a)
         st = run(sys.executable, "startup", "30" if a.quick else "300")
         report["startup_p50_ms"] = {k: statistics.median(v) / 1e6 for k, v in st.items()}
     finally:
         server.stdin.close()
         server.wait(10)
     rows = []
-    g, nat = report["goeryx"], report["native"]
+    g, nat, py_rep = report["goeryx"], report["native"], report.get("pyeryx", {})
     for key, unit in (("get_p50_us", "us"), ("get_p90_us", "us"), ("download_plain_MBps", "MB/s"),
                       ("download_tls_MBps", "MB/s"), ("concurrent_one_ms", "ms"),
                       ("concurrent_50_ms", "ms"), ("concurrent_ratio", "x")):
-        if key not in g:
-            continue
-        py = report.get("pyeryx", {}).get(key)
-        rows.append((key, unit, g[key], py, nat.get(key)))
-    print(f"{'measurement':24} {'unit':5} {'goeryx':>10} {'pyeryx':>10} {'native':>10} {'go/native':>9}")
+        if key in g:
+            rows.append((key, unit, g[key], py_rep.get(key), nat.get(key)))
+    print(f"{'measurement':24} {'unit':5} {'goeryx':>10} {'pyeryx':>10} {'native':>10} "
+          f"{'go/native':>9} {'go/py':>7}")
     for key, unit, gv, pv, nv in rows:
         pvs = f"{pv:10.1f}" if isinstance(pv, (int, float)) else f"{'-':>10}"
-        ratio = f"{gv / nv:9.2f}" if nv else ""
-        print(f"{key:24} {unit:5} {gv:10.1f} {pvs} {nv or 0:10.1f} {ratio}")
-    s = report["startup_p50_ms"]
-    print(f"Sandbox()+execute('pass') p50: {s['off']:.2f} ms without a NetConfig, {s['on']:.2f} ms with one")
-    print(f"get p50 - native p50: {g['get_p50_us'] - nat['get_p50_us']:.0f} us (target <= 150)")
-    if "pyeryx" in report and "error" in report["pyeryx"]:
-        print("pyeryx:", report["pyeryx"]["error"])
+        ratio = f"{gv / nv:9.2f}" if nv else f"{'':9}"
+        gp = f"{gv / pv:7.2f}" if isinstance(pv, (int, float)) and pv else ""
+        print(f"{key:24} {unit:5} {gv:10.1f} {pvs} {nv or 0:10.1f} {ratio} {gp}")
+    st = report["startup_p50_ms"]
+    print(f"Sandbox()+execute('pass') p50: {st['off']:.2f} ms without a NetConfig, "
+          f"{st['on']:.2f} ms with one")
+    if "get_p50_us" in g and "get_p50_us" in nat:
+        print(f"get p50 - native p50: {g['get_p50_us'] - nat['get_p50_us']:.0f} us (target <= 150)")
+    for name in systems:
+        for row_name, err in report[name].get("errors", {}).items():
+            print(f"{name} {row_name}: {err}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)
