@@ -10,6 +10,7 @@ import (
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 
+	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 	"github.com/goeryx/goeryx/goeryx/internal/vfs"
 )
@@ -30,6 +31,8 @@ type box struct {
 	root       experimentalsys.FS
 	scratch    bool // the interpreters get a scratch directory at ScratchDir
 	secrets    *secrets
+	// net is the network policy and limits of every run (nil: networking is off).
+	net *gnet.Options
 	// callbacksInFlight counts this box's callbacks whose host function is still running.
 	callbacksInFlight atomic.Int64
 }
@@ -81,6 +84,9 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	if b.secrets, err = newSecrets(cfg.Secrets); err != nil {
 		return nil, initError("cannot create secret placeholders: %v", err)
 	}
+	if b.net, err = netOptions(cfg.Network, b.secrets); err != nil {
+		return nil, err
+	}
 	if err := b.openFilesystems(); err != nil {
 		return nil, err
 	}
@@ -111,7 +117,7 @@ func (b *box) guestEnv() map[string]string {
 // a Session's current ones (Session.SetExecutionTimeoutMS, SetMaxFuel).
 func (b *box) limits(timeoutMS, maxFuel *int64) *runLimits {
 	l := &runLimits{maxInvocations: -1, callbackIndex: b.callbacks, hooks: b.hooks, maxFuel: maxFuel,
-		callbacksInFlight: &b.callbacksInFlight, secrets: b.secrets}
+		callbacksInFlight: &b.callbacksInFlight, secrets: b.secrets, net: b.net}
 	if timeoutMS != nil && *timeoutMS > 0 {
 		l.timeout = time.Duration(*timeoutMS) * time.Millisecond
 	}

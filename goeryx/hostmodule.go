@@ -84,20 +84,36 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	case protocol.OpCallbackStart:
 		resp, _ = inst.startCallback(req.name, req.args)
 	case protocol.OpWait:
-		resp = map[string]any{"done": inst.wait(req.timeout)}
+		resp = inst.waitAll(req.timeout, &req.watch)
 	case protocol.OpCallbackCancel:
 		inst.cancelCallback(req.id)
 		resp = map[string]any{}
 	case protocol.OpCPUTime:
 		resp = map[string]any{"ns": int64(inst.cpu.now())}
+	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
+		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
+		var ok bool
+		if resp, ok = inst.netCall(op, frame); !ok {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	default:
 		fail(abi.HostErrUnknownOp)
 		return
 	}
-	out, err := protocol.Encode(resp, nil)
-	if err != nil {
-		fail(abi.HostErrBadRequest)
-		return
+	var payload []byte
+	if f, ok := resp.(framed); ok {
+		resp, payload = f.header, f.payload
+	}
+	var out []byte
+	if f, ok := resp.(encodedFrame); ok {
+		out = f
+	} else {
+		var err error
+		if out, err = protocol.Encode(resp, payload); err != nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	}
 	inst.response, inst.hasResp = out, true
 	stack[0] = api.EncodeI32(int32(len(out)))
@@ -108,6 +124,7 @@ type hostRequest struct {
 	name    string        // OpCallbackStart
 	args    []byte        // OpCallbackStart: a copy, it outlives the guest's memory view
 	timeout time.Duration // OpWait; < 0: none
+	watch   netWatch      // OpWait: the connections the event loop waits on
 	id      int64         // OpCallbackCancel
 }
 
@@ -128,10 +145,12 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 	case protocol.OpWait:
 		var h struct {
 			TimeoutNS int64 `json:"timeout_ns"`
+			netWatch
 		}
 		if _, err := protocol.Decode(frame, &h); err != nil {
 			return req, abi.HostErrBadRequest
 		}
+		req.watch = h.netWatch
 		req.timeout = time.Duration(-1)
 		if h.TimeoutNS >= 0 {
 			req.timeout = time.Duration(h.TimeoutNS)
@@ -145,6 +164,9 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 		}
 		req.id = h.ID
 	case protocol.OpCPUTime:
+	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
+		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
+		// Decoded by netCall (goeryx/netcalls.go), which reads the frame itself.
 	default:
 		return req, abi.HostErrUnknownOp
 	}

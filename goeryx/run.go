@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
 )
 
 // Timing of the interrupt machinery.
@@ -50,6 +52,8 @@ type runLimits struct {
 	callbacksInFlight *atomic.Int64
 	// secrets replace real secret values in callback outcomes (API.md §6.5); nil: none.
 	secrets *secrets
+	// net is the network configuration (nil: networking is off).
+	net *gnet.Options
 }
 
 // runState is the host side of one run in progress.
@@ -90,6 +94,9 @@ type runState struct {
 	done        chan completion
 	early       []completion  // completions received while waiting for another (awaitBriefly)
 	finished    chan struct{} // closed when the run ends: late callback results are dropped
+
+	// net holds the run's guest connections (nil: networking is off); all close at its end.
+	net *gnet.Set
 }
 
 type completion struct {
@@ -117,6 +124,9 @@ func newRunState(l *runLimits) *runState {
 	if l.timeout > 0 {
 		r.deadline = r.start.Add(l.timeout)
 	}
+	if l.net != nil {
+		r.net = gnet.NewSet(l.net)
+	}
 	return r
 }
 
@@ -140,6 +150,9 @@ func (r *runState) end() {
 	close(r.finished)
 	for _, c := range r.inflight {
 		c()
+	}
+	if r.net != nil {
+		r.net.CloseAll()
 	}
 }
 
@@ -455,6 +468,12 @@ func (inst *instance) cancelCallback(id int64) {
 
 // wait blocks until a callback completes, the timeout passes, or the run must be polled.
 func (inst *instance) wait(timeout time.Duration) []map[string]any {
+	return inst.waitFor(timeout, nil, nil)
+}
+
+// waitFor is wait that also returns when ready reports true (checked before blocking and
+// whenever notify fires): the guest's network connections (netcalls.go).
+func (inst *instance) waitFor(timeout time.Duration, ready func() bool, notify <-chan struct{}) []map[string]any {
 	r := inst.run.Load()
 	if r == nil {
 		return nil // no run, so nothing to wait for and no deadline to bound a wait
@@ -493,11 +512,12 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 		add(c)
 	}
 	r.early = r.early[:0]
-	if len(done) == 0 {
+	if len(done) == 0 && (ready == nil || !ready()) {
 		stopWaiting := inst.cpu.wait()
 		select {
 		case c := <-r.done:
 			add(c)
+		case <-notify: // nil without a network: never
 		case <-timer:
 		case <-r.wake:
 		}

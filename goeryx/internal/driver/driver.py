@@ -398,7 +398,7 @@ def _cancel_pending(loop):
 
 _pending_callbacks = {}  # callback id -> asyncio.Future
 _HostEventLoop = None  # the loop class of top-level await, set by _install_event_loop
-_socket_type = None  # socket.socket, set by _deny_network
+_socket_type = None  # the socket shim's socket class, set by the networking section (net.py)
 
 
 def _install_event_loop():
@@ -421,15 +421,11 @@ def _install_event_loop():
                 timeout_ns = -1
             else:
                 timeout_ns = max(0, int(timeout * 1e9))
-            header, _ = _host_call(OP_WAIT, {"timeout_ns": timeout_ns})  # noqa: F821
+            header, payload = _host_call(OP_WAIT, _net_wait_header(self, timeout_ns))  # noqa: F821
+            if "net" in header:
+                _net_events(self, header["net"], payload)  # noqa: F821
             for item in header.get("done") or ():
-                fut = _pending_callbacks.pop(item["id"], None)
-                if fut is None or fut.done():
-                    continue
-                if "error" in item:
-                    fut.set_exception(_callback_exception(item["error"]))
-                else:
-                    fut.set_result(item.get("result"))
+                _deliver_completion(item)
             return []
 
         def close(self):
@@ -453,6 +449,8 @@ def _install_event_loop():
 
         def _process_self_data(self, data):
             pass
+
+    _net_extend_loop(HostEventLoop)  # noqa: F821 (client connections: net.py)
 
     class HostEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         _loop_factory = HostEventLoop
@@ -849,32 +847,6 @@ def _hold_fds(header, payload):
     return {"ok": True}
 
 
-def _deny_network():
-    """Until networking is granted (a later release), every connection attempt fails with the
-    contract's message (API.md §3.4) instead of WASI's bare 'not supported'."""
-    global _socket_type
-    import errno
-    import socket
-
-    _socket_type = socket.socket
-    def connect(self, address):
-        raise PermissionError(errno.EACCES, "not permitted: networking is not enabled for this sandbox")
-
-    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-        # Names are resolved on the host, at connect time (API.md §3.4).
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
-
-    def create(self, *args, **kwargs):
-        # WASI cannot create sockets at all; say why in the contract's words.
-        connect(self, None)
-
-    socket.socket.__init__ = create
-    socket.socket.connect = connect
-    socket.socket.connect_ex = connect
-    socket.getaddrinfo = getaddrinfo
-    socket.gethostname = lambda: "sandbox"
-
-
 class _Quitter:
     """exit() and quit(), which the site module would define: they raise SystemExit."""
 
@@ -972,7 +944,6 @@ def _prepare(header, payload):
     import gc
 
     _install_event_loop()
-    _deny_network()
     _guest_environment()
     for name in header.get("imports") or ():
         __import__(name)

@@ -29,10 +29,36 @@ const (
 	// 4 was OpFuelStart (the driver started the fuel meter itself, so user code could silence
 	// it); a metered run is now metered by the host from its start. The number is not reused.
 
+	// Guest networking (goeryx/internal/net, docs/PROTOCOL.md). Every response is either the
+	// op's fields or {"error": {"type", "errno", "message"}}, the exception the guest raises.
+
+	// OpNetConnect checks the host policy, resolves, connects and optionally starts TLS.
+	// Header {"host", "port", "tls", "server_hostname", "timeout_ns", "async"}. Response
+	// {"id", "peer", "version", "alpn"}; with async, {"id"} at once and the outcome later in
+	// OpWait's "connected".
+	OpNetConnect = 5
+	// OpNetSend queues the payload for sending. Header {"id", "timeout_ns", "nonblock"}.
+	// Response {"n"}: how many bytes were taken (0 with nonblock when the queue is full).
+	OpNetSend = 6
+	// OpNetRecv reads. Header {"id", "max", "timeout_ns", "nonblock"}. Response {"eof"} plus
+	// the bytes as payload.
+	OpNetRecv = 7
+	// OpNetClose closes a connection. Header {"id"}. Response {}.
+	OpNetClose = 8
+	// OpNetTLS starts TLS on a connected socket. Header {"id", "server_hostname",
+	// "timeout_ns"}. Response {"version", "alpn"}.
+	OpNetTLS = 9
+	// OpNetShutdown shuts one or both directions. Header {"id", "how"}. Response {}.
+	OpNetShutdown = 10
+	// OpNetPoll waits until one of the connections in "recv" is readable or one in "send"
+	// writable, or "timeout_ns" passes (-1: none); it reads nothing (select, poll).
+	// Response {"readable", "writable"}: the ids that are.
+	OpNetPoll = 11
+
 	// OpCPUTime returns the interpreter's CPU time: the time its requests ran, less the time
 	// they waited in the host. Header {}. Response {"ns"}. (time.process_time: wasi-libc's
 	// clock() is the monotonic clock since libc started, in the process that took the image.)
-	OpCPUTime = 11
+	OpCPUTime = 12
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -98,6 +124,13 @@ func Prelude() string {
 		"OP_WAIT":                 OpWait,
 		"OP_CPU_TIME":             OpCPUTime,
 		"OP_CALLBACK_CANCEL":      OpCallbackCancel,
+		"OP_NET_CONNECT":          OpNetConnect,
+		"OP_NET_SEND":             OpNetSend,
+		"OP_NET_RECV":             OpNetRecv,
+		"OP_NET_CLOSE":            OpNetClose,
+		"OP_NET_TLS":              OpNetTLS,
+		"OP_NET_SHUTDOWN":         OpNetShutdown,
+		"OP_NET_POLL":             OpNetPoll,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
 		"REQ_CLEAR_STATE":         ReqClearState,
