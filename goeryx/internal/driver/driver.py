@@ -756,6 +756,27 @@ def _prepare(header, payload):
     return {"ok": True}
 
 
+def _prepare_packages(header, payload):
+    """A SandboxFactory's image (API.md §10), on a copy of the runtime's: its packages (mounted
+    read-only at header["path"]) join sys.path with their .pth files, then its imports run."""
+    import gc
+    import importlib
+    import site
+
+    site.addsitedir(header["path"])
+    importlib.invalidate_caches()
+    for name in header.get("imports") or ():
+        try:
+            __import__(name)
+        except BaseException as e:  # ExecutionInterrupted included: the host classifies it
+            if isinstance(e, ExecutionInterrupted):
+                raise
+            return {"ok": False, "module": name, "error": "%s: %s" % (_type_name(type(e)), e)}
+    gc.collect()
+    gc.freeze()
+    return {"ok": True}
+
+
 _HANDLERS = {
     REQ_CONFIGURE: _configure,  # noqa: F821
     REQ_RUN: _run,  # noqa: F821
@@ -763,6 +784,7 @@ _HANDLERS = {
     REQ_SNAPSHOT: _snapshot,  # noqa: F821
     REQ_RESTORE: _restore,  # noqa: F821
     REQ_PREPARE: _prepare,  # noqa: F821
+    REQ_PREPARE_PACKAGES: _prepare_packages,  # noqa: F821
     REQ_OPEN_FDS: _open_fds,  # noqa: F821
     REQ_HOLD_FDS: _hold_fds,  # noqa: F821
 }

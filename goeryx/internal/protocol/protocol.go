@@ -38,6 +38,8 @@ const (
 	ReqSnapshot   = "snapshot"
 	ReqRestore    = "restore"
 	ReqPrepare    = "prepare"
+	// ReqPreparePackages is sent once per factory, before its image is taken (factory.go).
+	ReqPreparePackages = "prepare_packages"
 	// ReqOpenFds and ReqHoldFds carry a session's open descriptors over when its memory moves
 	// to another instance (fuel metering starts): the old instance lists them, the new one
 	// occupies their numbers with placeholders.
@@ -98,6 +100,7 @@ func Prelude() string {
 		"REQ_SNAPSHOT":            ReqSnapshot,
 		"REQ_RESTORE":             ReqRestore,
 		"REQ_PREPARE":             ReqPrepare,
+		"REQ_PREPARE_PACKAGES":    ReqPreparePackages,
 		"REQ_OPEN_FDS":            ReqOpenFds,
 		"REQ_HOLD_FDS":            ReqHoldFds,
 		"MAX_RESULT_JSON_BYTES":   MaxResultJSONBytes,
