@@ -33,9 +33,22 @@ type Limits struct {
 	MaxFileBytes  int64 // bytes of one file
 }
 
-// DefaultLimits are generous for real packages (sympy: ~1,500 files, 60 MB) and small enough
+// DefaultLimits are generous for real packages (sympy: ~1,000 files, 70 MB) and small enough
 // that a bomb cannot fill a disk.
-var DefaultLimits = Limits{MaxFiles: 200_000, MaxTotalBytes: 2 << 30, MaxFileBytes: 512 << 20}
+var DefaultLimits = Limits{MaxFiles: 200_000, MaxTotalBytes: 1 << 30, MaxFileBytes: 256 << 20}
+
+// An archive that expands to more than bombRatio times its size, once past bombFloor bytes, is
+// a bomb: real packages compress 3 to 10 times, runs of zeros a thousand times. It is refused
+// before (zip: declared sizes) or while (gzip: as it streams) it expands, so a bomb costs at
+// most bombFloor bytes of disk.
+const (
+	bombRatio = 100
+	bombFloor = 64 << 20
+)
+
+func bombError(input string, expanded, size int64) error {
+	return errorf("%s: unsafe archive: it expands to more than %d bytes, over %d times its size of %d bytes", input, expanded, bombRatio, size)
+}
 
 // Error is a refused input; its message is the contract's (API.md §10 error table).
 type Error struct{ Msg string }
@@ -197,6 +210,9 @@ func (s *staging) writeFile(input, member, rel string, r io.Reader, size int64) 
 	if isNative(rel) {
 		// Read whole (size is within MaxFileBytes) to check what it is before writing it.
 		data, err := io.ReadAll(io.LimitReader(r, size+1))
+		if IsError(err) {
+			return err
+		}
 		if err != nil {
 			return errorf("%s: cannot extract '%s': %v", input, member, err)
 		}
@@ -222,6 +238,9 @@ func (s *staging) writeFile(input, member, rel string, r io.Reader, size int64) 
 	n, err := io.Copy(f, io.LimitReader(r, size+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if IsError(err) {
+		return err
 	}
 	if err != nil {
 		return errorf("%s: cannot extract '%s': %v", input, member, err)
@@ -336,7 +355,16 @@ func (s *staging) addWheel(p string) error {
 		rel string
 	}
 	var plan []planned
+	archiveSize := int64(0)
+	if st, err := os.Stat(p); err == nil {
+		archiveSize = st.Size()
+	}
+	declared := int64(0)
 	for _, f := range zr.File {
+		declared += int64(min(f.UncompressedSize64, 1<<62))
+		if declared > bombFloor && declared/bombRatio > archiveSize {
+			return bombError(p, declared, archiveSize)
+		}
 		rel, err := memberPath(p, f.Name)
 		if err != nil {
 			return err
@@ -407,13 +435,43 @@ func (s *staging) addTarGz(p string) error {
 		return errorf("package not found: %s", p)
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	// The expansion is bounded as it streams: tar sizes are declared per member and each is
+	// checked against the limits before it is written, and bombGuard stops a bomb.
+	in := &countingReader{r: f}
+	gz, err := gzip.NewReader(in)
 	if err != nil {
 		return errorf("%s: not a valid .tar.gz archive: %v", p, err)
 	}
-	// The expansion is bounded by the limits as it streams: tar sizes are declared per member
-	// and each is checked before it is written.
-	return s.addTar(p, io.LimitReader(gz, s.lim.MaxTotalBytes+int64(s.lim.MaxFiles)*1024+1<<20))
+	return s.addTar(p, &bombGuard{r: gz, in: in, input: p})
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// bombGuard fails a decompressed stream that passes bombFloor bytes and bombRatio times the
+// compressed bytes read so far.
+type bombGuard struct {
+	r     io.Reader
+	in    *countingReader
+	out   int64
+	input string
+}
+
+func (g *bombGuard) Read(b []byte) (int, error) {
+	n, err := g.r.Read(b)
+	g.out += int64(n)
+	if g.out > bombFloor && g.out/bombRatio > g.in.n {
+		return n, bombError(g.input, g.out, g.in.n)
+	}
+	return n, err
 }
 
 // addTar extracts a tar stream: regular files and directories only.
@@ -423,6 +481,9 @@ func (s *staging) addTar(p string, r io.Reader) error {
 		h, err := tr.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if IsError(err) {
+			return err
 		}
 		if err != nil {
 			return errorf("%s: not a valid archive: %v", p, err)
