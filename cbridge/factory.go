@@ -97,11 +97,11 @@ func goFactoryToBytes(h C.longlong) C.uintptr_t {
 //export goFactorySize
 func goFactorySize(h C.longlong) C.uintptr_t {
 	return with(h, func(f *goeryx.Factory) finish {
-		data, err := f.Bytes()
+		size, err := f.Size()
 		if err != nil {
 			return raise(err)
 		}
-		return returnInt(int64(len(data)))
+		return returnInt(size)
 	})
 }
 

@@ -47,9 +47,9 @@ type Factory struct {
 	rt  *Runtime
 	img *factoryImage
 
-	mu       sync.Mutex
-	closed   bool
-	artifact []byte // to_bytes, built on first use
+	mu     sync.Mutex
+	closed bool
+	size   int64 // len(Bytes()), once known (0: not yet)
 }
 
 // factoryImage is a factory's captured state: shared by the factory and every sandbox and
@@ -158,7 +158,7 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 			return nil, initError("package not found: %s", opts.SitePackages)
 		}
 	}
-	dir, hash, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits)
+	dir, hash, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits, rt.compilePackages)
 	if err != nil {
 		return nil, factoryError(err)
 	}
@@ -193,58 +193,82 @@ func newFactoryImage(key string, image []byte, dir string, imports []string) (*f
 	return fi, nil
 }
 
-// captureFactoryImage starts an interpreter from the runtime's image with dir at
-// /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
-// and returns a copy of its memory.
-func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, error) {
-	pkgs, err := vfs.HostDir(dir, vfs.Options{ReadOnly: true})
+// packagesResponse is the driver's answer to prepare_packages and compile_packages.
+type packagesResponse struct {
+	OK      bool   `json:"ok"`
+	Module  string `json:"module"`
+	Error   string `json:"error"`
+	Message string `json:"driver_error"`
+}
+
+// withPackages starts an interpreter from the runtime's image with dir mounted at
+// /site-packages (writable or not), sends it header under the build's deadline and, when the
+// request succeeded, calls then with the interpreter. what names the step in errors.
+func (rt *Runtime) withPackages(dir string, writable bool, header map[string]any, what string, then func(*instance) error) error {
+	pkgs, err := vfs.HostDir(dir, vfs.Options{ReadOnly: !writable})
 	if err != nil {
-		return nil, initError("cannot build factory: %v", err)
+		return initError("cannot build factory: %v", err)
 	}
 	fi := &factoryImage{pool: rt.memory, image: rt.image, pkgDir: dir}
 	b, err := newBoxWithImage(rt, &Config{}, nil, NoHooks{}, fi, pkgs)
 	if err != nil {
 		pkgs.Close()
-		return nil, err
+		return err
 	}
 	defer b.closeFilesystems()
 	ctx := context.Background()
 	inst, err := b.newInterpreter(ctx, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer inst.close()
 	timeout := factoryBuildTimeout.Milliseconds()
 	r := inst.beginRun(ctx, b.limits(&timeout, nil))
-	var resp struct {
-		OK      bool   `json:"ok"`
-		Module  string `json:"module"`
-		Error   string `json:"error"`
-		Message string `json:"driver_error"`
-	}
-	_, reqErr := inst.request(map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports}, nil, &resp)
+	var resp packagesResponse
+	_, reqErr := inst.request(header, nil, &resp)
 	inst.endRun(r)
 	inst.stdout.take()
 	stderr := inst.stderr.take()
 	if out, failed := b.failure(inst, r, reqErr, "SandboxFactory"); failed {
-		what := "the pre-imports"
-		if len(imports) > 0 {
-			what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
-		}
-		return nil, initError("%s failed: %s", what, out.err.Message)
+		return initError("%s failed: %s", what, out.err.Message)
 	}
 	switch {
 	case resp.Error != "":
-		return nil, initError("pre-import of '%s' failed: %s", resp.Module, resp.Error)
+		return initError("pre-import of '%s' failed: %s", resp.Module, resp.Error)
 	case !resp.OK:
-		return nil, initError("cannot build factory: guest driver error: %s%s", resp.Message, suffixOf(stderr))
+		return initError("cannot build factory: guest driver error: %s%s", resp.Message, suffixOf(stderr))
 	}
-	mem := inst.mod.Memory()
-	img, ok := mem.Read(0, mem.Size())
-	if !ok {
-		return nil, initError("cannot build factory: cannot read guest memory")
+	return then(inst)
+}
+
+// compilePackages has the guest compile the modules of the staged tree dir to bytecode in
+// place (__pycache__, hash-based: no source stat at import), so that what sandboxes import
+// later than the factory's imports is unmarshalled rather than compiled in every sandbox.
+func (rt *Runtime) compilePackages(dir string) error {
+	return rt.withPackages(dir, true, map[string]any{"op": protocol.ReqCompilePackages, "path": SitePackagesPath},
+		"compiling the packages", func(*instance) error { return nil })
+}
+
+// captureFactoryImage starts an interpreter from the runtime's image with dir at
+// /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
+// and returns a copy of its memory.
+func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, error) {
+	what := "the pre-imports"
+	if len(imports) > 0 {
+		what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
 	}
-	return append([]byte(nil), img...), nil
+	var image []byte
+	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports},
+		what, func(inst *instance) error {
+			mem := inst.mod.Memory()
+			img, ok := mem.Read(0, mem.Size())
+			if !ok {
+				return initError("cannot build factory: cannot read guest memory")
+			}
+			image = append([]byte(nil), img...)
+			return nil
+		})
+	return image, err
 }
 
 // LoadFactory reads a factory file (SandboxFactory.load). sitePackages, if not "", is mounted
@@ -336,7 +360,7 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 		if err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
 		}
-		if dir, _, err = factory.ExtractFiles(root, files, label, rt.guest(), factory.DefaultLimits); err != nil {
+		if dir, err = factory.ExtractFiles(root, files, h.FilesKey(), label, rt.guest(), factory.DefaultLimits); err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
 		}
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
@@ -369,23 +393,40 @@ func (f *Factory) ImageBytes() uint64 { return uint64(len(f.img.image)) }
 var errFactoryClosed = &Error{Kind: KindValue, Message: "SandboxFactory is closed"}
 
 // Bytes is the factory artifact (SandboxFactory.to_bytes): always the same bytes for the same
-// factory.
+// factory. It is encoded on each call and not kept (it is about as large as the image plus the
+// packages).
 func (f *Factory) Bytes() ([]byte, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
 		return nil, errFactoryClosed
 	}
-	if f.artifact == nil {
-		h := factory.Header{Format: factory.FormatVersion, Goeryx: Version, GuestPython: f.rt.manifest.PythonVersion,
-			Runtime: f.rt.imageKey, Imports: f.img.imports}
-		data, err := factory.Encode(h, f.img.image, f.img.pkgDir)
-		if err != nil {
-			return nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("cannot encode factory: %v", err)}
-		}
-		f.artifact = data
+	h := factory.Header{Format: factory.FormatVersion, Goeryx: Version, GuestPython: f.rt.manifest.PythonVersion,
+		Runtime: f.rt.imageKey, Imports: f.img.imports}
+	data, err := factory.Encode(h, f.img.image, f.img.pkgDir)
+	if err != nil {
+		return nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("cannot encode factory: %v", err)}
 	}
-	return f.artifact, nil
+	f.mu.Lock()
+	f.size = int64(len(data))
+	f.mu.Unlock()
+	return data, nil
+}
+
+// Size is len(Bytes()), encoded once.
+func (f *Factory) Size() (int64, error) {
+	f.mu.Lock()
+	size, closed := f.size, f.closed
+	f.mu.Unlock()
+	if closed {
+		return 0, errFactoryClosed
+	}
+	if size > 0 {
+		return size, nil
+	}
+	data, err := f.Bytes()
+	return int64(len(data)), err
 }
 
 // Save writes Bytes to path atomically: a temporary file in the same directory, synced, then
@@ -495,6 +536,5 @@ func (f *Factory) Close() {
 		return
 	}
 	f.closed = true
-	f.artifact = nil
 	f.img.release()
 }

@@ -24,6 +24,9 @@ func TestFactoryImageHoldsPreImports(t *testing.T) {
 	f, err := rt.NewFactory(FactoryOptions{Packages: []string{pkg}, Imports: []string{"facpkg"}})
 	require.NoError(t, err)
 	require.Greater(t, f.ImageBytes(), rt.ImageBytes())
+	// The staged copy holds the modules compiled by the guest; the caller's directory is as it was.
+	require.FileExists(t, filepath.Join(f.img.pkgDir, "facpkg", "__pycache__", "__init__.cpython-313.pyc"))
+	require.NoDirExists(t, filepath.Join(pkg, "__pycache__"))
 	ctx := context.Background()
 	code := "import sys\nprint('facpkg' in sys.modules)\nimport facpkg\nprint(facpkg.TOKEN)"
 

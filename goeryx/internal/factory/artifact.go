@@ -256,23 +256,36 @@ func tarTree(dir string) ([]byte, error) {
 }
 
 // ExtractFiles stages the files section of an artifact under root, with the same checks as a
-// package archive, and returns the private directory and its hash.
-func ExtractFiles(root string, files []byte, label string, guest Guest, lim Limits) (string, string, error) {
+// package archive, and returns the private directory. The directory is named by the section's
+// SHA-256 (key, already checked against the content): loading the same file again finds it
+// extracted.
+func ExtractFiles(root string, files []byte, key, label string, guest Guest, lim Limits) (string, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", "", fmt.Errorf("cannot create %s: %v", root, err)
+		return "", fmt.Errorf("cannot create %s: %v", root, err)
+	}
+	final := filepath.Join(root, "f-"+key[:min(len(key), 32)])
+	if isDir(final) {
+		return final, nil
 	}
 	tmp, err := os.MkdirTemp(root, "tmp-")
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
+	defer os.RemoveAll(tmp)
 	s := &staging{dir: tmp, lim: lim, guest: guest}
 	if err := s.addTar(label, bytes.NewReader(files)); err != nil {
-		os.RemoveAll(tmp)
-		return "", "", err
+		return "", err
 	}
-	dir, hash, err := Publish(root, tmp)
-	if err != nil {
-		os.RemoveAll(tmp)
+	if err := publish(tmp, final); err != nil {
+		return "", err
 	}
-	return dir, hash, err
+	return final, nil
+}
+
+// FilesKey is the key ExtractFiles names a files section by.
+func (h *Header) FilesKey() string {
+	if len(h.Sections) != 2 {
+		return ""
+	}
+	return h.Sections[1].SHA256
 }

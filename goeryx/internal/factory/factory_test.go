@@ -51,7 +51,7 @@ func writeTgz(t *testing.T, path string, headers ...*tar.Header) string {
 
 func stage(t *testing.T, site string, pkgs ...string) (string, string, error) {
 	t.Helper()
-	return Stage(filepath.Join(t.TempDir(), "root"), site, pkgs, guest, DefaultLimits)
+	return Stage(filepath.Join(t.TempDir(), "root"), site, pkgs, guest, DefaultLimits, nil)
 }
 
 func TestStageWheelMapsDataSchemesAndIsContentAddressed(t *testing.T) {
@@ -63,19 +63,32 @@ func TestStageWheelMapsDataSchemesAndIsContentAddressed(t *testing.T) {
 		"demo-1.0.data/scripts/demo-script": "#!/bin/sh\n",
 	})
 	root := filepath.Join(dir, "root")
-	out, hash, err := Stage(root, "", []string{whl}, guest, DefaultLimits)
+	prepared := 0
+	prepare := func(dir string) error {
+		prepared++
+		return os.WriteFile(filepath.Join(dir, "compiled.marker"), nil, 0o644)
+	}
+	out, hash, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
 	require.NoError(t, err)
-	require.Equal(t, filepath.Join(root, hash), out)
+	require.Equal(t, filepath.Join(root, stagedPrefix+hash), out)
 	b, err := os.ReadFile(filepath.Join(out, "extra.py"))
 	require.NoError(t, err)
 	require.Equal(t, "Y = 2\n", string(b))
 	require.NoFileExists(t, filepath.Join(out, "demo-script"))
 	require.NoDirExists(t, filepath.Join(out, "demo-1.0.data"))
-	// The same inputs stage to the same directory, and no temporary is left behind.
-	out2, hash2, err := Stage(root, "", []string{whl}, guest, DefaultLimits)
+	require.FileExists(t, filepath.Join(out, "compiled.marker"))
+	// The same inputs stage to the same directory, prepared once, and no temporary is left.
+	out2, hash2, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
 	require.NoError(t, err)
 	require.Equal(t, out, out2)
 	require.Equal(t, hash, hash2)
+	require.Equal(t, 1, prepared)
+	// A failed preparation publishes nothing.
+	_, _, err = Stage(filepath.Join(dir, "root2"), "", []string{whl}, guest, DefaultLimits, func(string) error { return os.ErrDeadlineExceeded })
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	entries2, err := os.ReadDir(filepath.Join(dir, "root2"))
+	require.NoError(t, err)
+	require.Empty(t, entries2)
 	entries, err := os.ReadDir(root)
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
@@ -128,15 +141,15 @@ func TestTarSizeLimits(t *testing.T) {
 	root := filepath.Join(dir, "root")
 	lim := Limits{MaxFiles: 3, MaxTotalBytes: 100, MaxFileBytes: 60}
 	p := writeTgz(t, filepath.Join(dir, "big.tgz"), &tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 61})
-	_, _, err := Stage(root, "", []string{p}, guest, lim)
+	_, _, err := Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "is too large (61 bytes, the limit is 60)")
 	p = writeTgz(t, filepath.Join(dir, "total.tgz"),
 		&tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 60}, &tar.Header{Name: "b", Typeflag: tar.TypeReg, Size: 41})
-	_, _, err = Stage(root, "", []string{p}, guest, lim)
+	_, _, err = Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "expand beyond the limit of 100 bytes")
 	p = writeTgz(t, filepath.Join(dir, "many.tgz"), &tar.Header{Name: "a/", Typeflag: tar.TypeDir},
 		&tar.Header{Name: "b/", Typeflag: tar.TypeDir}, &tar.Header{Name: "c/", Typeflag: tar.TypeDir}, &tar.Header{Name: "d/", Typeflag: tar.TypeDir})
-	_, _, err = Stage(root, "", []string{p}, guest, lim)
+	_, _, err = Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "too many files (more than 3)")
 	entries, _ := os.ReadDir(root)
 	require.Empty(t, entries, "failed builds leave nothing behind")
@@ -208,11 +221,13 @@ func TestArtifactRoundTripAndCorruption(t *testing.T) {
 	img, files, err := got.Payload(body)
 	require.NoError(t, err)
 	require.Equal(t, image, img)
-	out, hash, err := ExtractFiles(filepath.Join(dir, "root"), files, "f", guest, DefaultLimits)
+	out, err := ExtractFiles(filepath.Join(dir, "root"), files, got.FilesKey(), "f", guest, DefaultLimits)
 	require.NoError(t, err)
 	treeHash, err := TreeHash(tree)
 	require.NoError(t, err)
-	require.Equal(t, treeHash, hash)
+	outHash, err := TreeHash(out)
+	require.NoError(t, err)
+	require.Equal(t, treeHash, outHash)
 	require.FileExists(t, filepath.Join(out, "pkg", "__init__.py"))
 
 	_, _, err = DecodeHeader([]byte("PK\x03\x04"))

@@ -77,9 +77,12 @@ type staging struct {
 }
 
 // Stage copies or extracts sitePackages (a tree, copied as is; "" for none) and packages into
-// a fresh directory under root, then moves it to root/<content hash> (or reuses an identical
-// one already there) and returns that directory and the hash.
-func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits) (string, string, error) {
+// a fresh directory under root, named by the hash of that content: root/p1-<hash>. When that
+// directory exists already (the same inputs were staged before, by this process or another),
+// it is used as is; otherwise prepare (if not nil) completes the fresh tree (the engine
+// compiles its modules there) before it is moved into place. Directories appear only by an
+// atomic rename of a complete tree, so one that exists is complete.
+func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits, prepare func(dir string) error) (string, string, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", "", fmt.Errorf("cannot create %s: %v", root, err)
 	}
@@ -87,12 +90,7 @@ func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits
 	if err != nil {
 		return "", "", err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
+	defer os.RemoveAll(tmp) // a no-op once renamed
 	s := &staging{dir: tmp, lim: lim, guest: guest}
 	if sitePackages != "" {
 		if err := s.addTree(sitePackages, sitePackages, "."); err != nil {
@@ -104,36 +102,40 @@ func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits
 			return "", "", err
 		}
 	}
-	dir, hash, err := Publish(root, tmp)
-	if err != nil {
-		return "", "", err
-	}
-	ok = true
-	return dir, hash, nil
-}
-
-// Publish moves the filled directory tmp (under root) to root/<content hash>, or removes it
-// when an identical tree is already there, and returns the final directory and the hash.
-func Publish(root, tmp string) (string, string, error) {
 	hash, err := TreeHash(tmp)
 	if err != nil {
 		return "", "", err
 	}
-	final := filepath.Join(root, hash)
-	if h, err := TreeHash(final); err == nil && h == hash {
-		os.RemoveAll(tmp)
+	final := filepath.Join(root, stagedPrefix+hash)
+	if isDir(final) {
 		return final, hash, nil
 	}
-	os.RemoveAll(final) // damaged or partial: replaced
-	if err := os.Rename(tmp, final); err != nil {
-		// Another process published the same tree meanwhile.
-		if h, err2 := TreeHash(final); err2 == nil && h == hash {
-			os.RemoveAll(tmp)
-			return final, hash, nil
+	if prepare != nil {
+		if err := prepare(tmp); err != nil {
+			return "", "", err
 		}
+	}
+	if err := publish(tmp, final); err != nil {
 		return "", "", err
 	}
 	return final, hash, nil
+}
+
+// stagedPrefix names staged directories; it changes when what prepare adds changes (the
+// compiled bytecode), so that a tree prepared the old way is never reused.
+const stagedPrefix = "p1-"
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// publish renames the complete tree tmp to final, unless another process published it first.
+func publish(tmp, final string) error {
+	if err := os.Rename(tmp, final); err != nil && !isDir(final) {
+		return err
+	}
+	return nil
 }
 
 func (s *staging) add(p string) error {

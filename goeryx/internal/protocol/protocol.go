@@ -38,7 +38,9 @@ const (
 	ReqSnapshot   = "snapshot"
 	ReqRestore    = "restore"
 	ReqPrepare    = "prepare"
-	// ReqPreparePackages is sent once per factory, before its image is taken (factory.go).
+	// ReqCompilePackages and ReqPreparePackages build a factory (goeryx/factory.go): the
+	// first compiles its staged packages, the second imports them before its image is taken.
+	ReqCompilePackages = "compile_packages"
 	ReqPreparePackages = "prepare_packages"
 	// ReqOpenFds and ReqHoldFds carry a session's open descriptors over when its memory moves
 	// to another instance (fuel metering starts): the old instance lists them, the new one
@@ -101,6 +103,7 @@ func Prelude() string {
 		"REQ_RESTORE":             ReqRestore,
 		"REQ_PREPARE":             ReqPrepare,
 		"REQ_PREPARE_PACKAGES":    ReqPreparePackages,
+		"REQ_COMPILE_PACKAGES":    ReqCompilePackages,
 		"REQ_OPEN_FDS":            ReqOpenFds,
 		"REQ_HOLD_FDS":            ReqHoldFds,
 		"MAX_RESULT_JSON_BYTES":   MaxResultJSONBytes,
