@@ -277,11 +277,11 @@ def test_site_packages_tree_with_pth(tmp_path):
     (site / "extra" / "hidden").mkdir(parents=True)
     (site / "extra" / "hidden" / "deep.py").write_text("WHERE = 'deep'\n")
     (site / "plain.py").write_text("X = 5\n")
-    (site / "my.pth").write_text("extra/hidden\nimport os; os.environ['PTH_RAN'] = '1'\n")
+    (site / "my.pth").write_text("extra/hidden\nimport sys; sys.pth_ran = 'yes'\n")
     with eryx.SandboxFactory(site_packages=site) as f, f.create_sandbox() as sb:
         r = sb.execute("import plain, deep, sys\nprint(plain.X, deep.WHERE)\n"
-                       "print('/site-packages/extra/hidden' in sys.path)")
-        assert r.stdout == "5 deep\nTrue"
+                       "print('/site-packages/extra/hidden' in sys.path, sys.pth_ran)")
+        assert r.stdout == "5 deep\nTrue yes"
     assert sorted(p.name for p in site.iterdir()) == ["extra", "my.pth", "plain.py"]
 
 
@@ -637,3 +637,27 @@ def test_save_failure(tmp_path, plain_factory):
     plain_factory.save(path)
     assert path.read_bytes() == plain_factory.to_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.eryx"]
+
+
+def test_lifecycle_rules(tmp_path):
+    f = eryx.SandboxFactory()
+    with pytest.raises(AttributeError):
+        f.closed = True
+    with pytest.raises(RuntimeError, match="boom"):
+        with f:
+            raise RuntimeError("boom")
+    assert f.closed is True
+    assert f.__exit__(None, None, None) is None
+    with pytest.raises(ValueError, match="SandboxFactory is closed"):
+        f.create_sandbox()
+
+
+def test_guest_cannot_change_packages(tmp_path):
+    pkg = _make_pkg_dir(tmp_path, name="ro")
+    with eryx.SandboxFactory(packages=[pkg]) as f, f.create_session() as s:
+        for code in ("open('/site-packages/ro/__init__.py', 'a').write('x')",
+                     "import os\nos.remove('/site-packages/ro/__init__.py')",
+                     "import os\nos.mkdir('/site-packages/new')"):
+            with pytest.raises(eryx.ExecutionError):
+                s.execute(code)
+        assert s.execute("import ro\nprint(ro.VALUE)").stdout == "41"
