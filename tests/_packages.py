@@ -42,6 +42,21 @@ LOCK: dict[str, tuple[str, str]] = {
     "charset_normalizer-3.4.0-py3-none-any.whl": (
         "charset-normalizer==3.4.0",
         "fe9f97feb71aa9896b81973a7bbada8c49501dc73e58a10fcef6663af95e5079"),
+    "httpx-0.27.2-py3-none-any.whl": (
+        "httpx==0.27.2", "7bb2708e112d8fdd7829cd4243970f0c223274051cb35ee80c03301ee29a3df0"),
+    "httpcore-1.0.6-py3-none-any.whl": (
+        "httpcore==1.0.6", "27b59625743b85577a8c0e10e55b50b5368a4f2cfe8cc7bcfa9cf00829c2682f"),
+    "h11-0.14.0-py3-none-any.whl": (
+        "h11==0.14.0", "e3fe4ac4b851c468cc8363d500db52c2ead036020723024a109d37346efaa761"),
+    "anyio-4.6.2.post1-py3-none-any.whl": (
+        "anyio==4.6.2.post1", "6d170c36fba3bdd840c73d3868c1e777e33676a69c3a72cf0a0d5d6d8009b61d"),
+    "sniffio-1.3.1-py3-none-any.whl": (
+        "sniffio==1.3.1", "2f6da418d1f1e0fddd844478f41680e794e6051915791a034ff65e5f100525a2"),
+    "beautifulsoup4-4.12.3-py3-none-any.whl": (
+        "beautifulsoup4==4.12.3",
+        "b80878c9f40111313e55da8ba20bdba06d8fa3969fc68304167741bbf9e082ed"),
+    "soupsieve-2.6-py3-none-any.whl": (
+        "soupsieve==2.6", "e72c4ff06e4fb6e4b5a9f0f55fe6e81514581fca1515028625d0f299c602ccc9"),
     # sympy 1.13 imports ctypes unconditionally (sympy/external/gmpy.py); the guest has no
     # _ctypes (no libffi for WASI). 1.12.1 is the newest that imports without it.
     "sympy-1.12.1-py3-none-any.whl": (
