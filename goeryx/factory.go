@@ -210,7 +210,10 @@ func (rt *Runtime) withPackages(dir string, writable bool, header map[string]any
 		return initError("cannot build factory: %v", err)
 	}
 	fi := &factoryImage{pool: rt.memory, image: rt.image, pkgDir: dir}
-	b, err := newBoxWithImage(rt, &Config{}, nil, NoHooks{}, fi, pkgs)
+	// The build's memory is capped at what a factory file may hold, so that every factory that
+	// builds also loads.
+	maxMem := int64(factory.MaxImageBytes)
+	b, err := newBoxWithImage(rt, &Config{Limits: Limits{MaxMemoryBytes: &maxMem}}, nil, NoHooks{}, fi, pkgs)
 	if err != nil {
 		pkgs.Close()
 		return err
@@ -494,6 +497,9 @@ func (f *Factory) newBox(cfg *Config, store *VFS, hooks Hooks, sitePackages stri
 		return nil, err
 	}
 	if cfg != nil {
+		if cfg.VFSMountPath != "" && pathsOverlap(filepathClean(cfg.VFSMountPath), SitePackagesPath) {
+			return fail(&Error{Kind: KindValue, Message: fmt.Sprintf("vfs_mount_path '%s' overlaps the factory's packages at '%s'", cfg.VFSMountPath, SitePackagesPath)})
+		}
 		for _, v := range cfg.Volumes {
 			if pathsOverlap(filepathClean(v.GuestPath), SitePackagesPath) {
 				return fail(&Error{Kind: KindValue, Message: fmt.Sprintf("volume guest_path '%s' overlaps the factory's packages at '%s'", v.GuestPath, SitePackagesPath)})

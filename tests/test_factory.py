@@ -384,6 +384,10 @@ def test_sandbox_arguments_pass_through(tmp_path):
                 sb.execute("while True: pass")
         with pytest.raises(ValueError, match="overlaps"):
             f.create_sandbox(volumes=[(str(tmp_path), "/site-packages", True)])
+        with pytest.raises(ValueError, match="overlaps"):
+            f.create_sandbox(volumes=[(str(tmp_path), "/site-packages/x", True)])
+        with pytest.raises(ValueError, match="overlaps"):
+            f.create_session(vfs=vfs, vfs_mount_path="/site-packages")
         with pytest.raises(TypeError):
             f.create_sandbox(no_such_argument=1)
         with pytest.raises(eryx.InitializationError, match="max_memory_bytes"):

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -258,4 +259,20 @@ func TestImageDecodeBounds(t *testing.T) {
 	h.Sections[1].SHA256 = section("files", nil).SHA256
 	_, _, err = h.Payload(nil)
 	require.ErrorContains(t, err, "invalid image size")
+}
+
+func TestStagePrunesAbandonedTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	old, fresh := filepath.Join(root, "tmp-old"), filepath.Join(root, "tmp-fresh")
+	require.NoError(t, os.MkdirAll(old, 0o755))
+	require.NoError(t, os.MkdirAll(fresh, 0o755))
+	long := time.Now().Add(-2 * abandonedAfter)
+	require.NoError(t, os.Chtimes(old, long, long))
+	tree := filepath.Join(dir, "tree")
+	require.NoError(t, os.MkdirAll(tree, 0o755))
+	_, _, err := Stage(root, tree, nil, guest, DefaultLimits, nil)
+	require.NoError(t, err)
+	require.NoDirExists(t, old)
+	require.DirExists(t, fresh, "a build in progress elsewhere keeps its directory")
 }

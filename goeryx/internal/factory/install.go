@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Limits bound what one factory's packages may expand to.
@@ -86,6 +87,7 @@ func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", "", fmt.Errorf("cannot create %s: %v", root, err)
 	}
+	pruneAbandoned(root)
 	tmp, err := os.MkdirTemp(root, "tmp-")
 	if err != nil {
 		return "", "", err
@@ -119,6 +121,23 @@ func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits
 		return "", "", err
 	}
 	return final, hash, nil
+}
+
+// abandonedAfter is the age of a temporary staging directory that a build in progress would
+// not leave: one left by a process that died mid-build.
+const abandonedAfter = 24 * time.Hour
+
+// pruneAbandoned removes temporary staging directories older than abandonedAfter.
+func pruneAbandoned(root string) {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "tmp-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > abandonedAfter {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 // stagedPrefix names staged directories; it changes when what prepare adds changes (the
