@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,8 +113,13 @@ func (rt *Runtime) packagesRoot() (string, error) {
 			return dir, nil
 		}
 	}
+	// Without a usable cache directory: a private directory of this user in the temporary
+	// directory, which other users must not have made (or replaced by a link) beforehand.
 	dir := filepath.Join(os.TempDir(), "goeryx-factory-packages-"+strconv.Itoa(os.Getuid()))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if err := checkPrivateDir(dir); err != nil {
 		return "", err
 	}
 	return dir, nil

@@ -95,3 +95,21 @@ func TestFactoryPreImportTimeoutAndFailure(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, KindInitialization, e.Kind)
 }
+
+func TestPackagesRootFallbackMustBePrivate(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	rt := &Runtime{} // no cache directory: staging falls back to the temporary directory
+	dir, err := rt.packagesRoot()
+	require.NoError(t, err)
+	require.Equal(t, tmp, filepath.Dir(dir))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	_, err = rt.packagesRoot()
+	require.ErrorContains(t, err, "is not a private directory")
+	require.NoError(t, os.Remove(dir))
+	other := filepath.Join(tmp, "elsewhere")
+	require.NoError(t, os.Mkdir(other, 0o700))
+	require.NoError(t, os.Symlink(other, dir))
+	_, err = rt.packagesRoot()
+	require.ErrorContains(t, err, "is not a private directory")
+}
