@@ -715,3 +715,27 @@ def test_guest_cannot_change_packages(tmp_path):
             with pytest.raises(eryx.ExecutionError):
                 s.execute(code)
         assert s.execute("import ro\nprint(ro.VALUE)").stdout == "41"
+
+
+def test_argument_validation(plain_factory, tmp_path):
+    for kwargs in ({"packages": ["a\0b"]}, {"site_packages": "x\0"}):
+        with pytest.raises(ValueError, match="NUL"):
+            eryx.SandboxFactory(**kwargs)
+    for kwargs in ({"packages": [1]}, {"site_packages": 3}, {"cache": "yes"}, {"imports": [b"x"]}):
+        with pytest.raises(TypeError):
+            eryx.SandboxFactory(**kwargs)
+    with pytest.raises(TypeError):
+        eryx.SandboxFactory(None)  # keyword arguments only
+    with pytest.raises(ValueError, match="NUL"):
+        plain_factory.save("f\0")
+    with pytest.raises(ValueError, match="NUL"):
+        eryx.SandboxFactory.load("f\0")
+    with pytest.raises(TypeError):
+        eryx.SandboxFactory.load(b"/tmp/f")
+    with pytest.raises(TypeError):
+        eryx.SandboxFactory.from_bytes(plain_factory.to_bytes(), cache=1)
+    with pytest.raises(ValueError, match="NUL"):
+        plain_factory.create_sandbox(site_packages="a\0")
+    # any bytes-like object
+    with eryx.SandboxFactory.from_bytes(bytearray(plain_factory.to_bytes())) as f:
+        assert f.size_bytes == plain_factory.size_bytes
