@@ -4,7 +4,8 @@
 #   ./build.sh         install what is missing, build the guest runtime (cached under
 #                      $GOERYX_CACHE_DIR), build dist/goeryx-*.whl, install it into .venv/ and
 #                      run a smoke test outside the source tree
-#   ./build.sh test    run the Go and Python test suites against that build
+#   ./build.sh test    run the Go and Python test suites against that build, and build the
+#                      user documentation (mkdocs build --strict) into build/site
 #
 # Everything downloaded is pinned and checksummed; a second run reuses the caches.
 set -euo pipefail
@@ -89,9 +90,17 @@ fuzz_briefly() {
     done < <(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*(' goeryx)
 }
 
+# The user documentation (mkdocs.yml, docs/) into build/site, warnings as errors. Offline apart
+# from PyPI: the theme loads no web fonts and no plugin downloads anything.
+build_docs() {
+    log "docs (mkdocs build --strict)"
+    NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$ROOT/build/site"
+}
+
 run_tests() {
     [ -f build/runtime-dir ] || die "run ./build.sh first"
     export GOERYX_RUNTIME_DIR; GOERYX_RUNTIME_DIR=$(cat build/runtime-dir)
+    build_docs
     log "Go tests"
     go test ./goeryx/... ./runtime/...
     fuzz_briefly

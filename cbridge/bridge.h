@@ -56,6 +56,8 @@ PyObject *eryx_result(const char *out, Py_ssize_t out_len,
                       const char *json_error, Py_ssize_t json_error_len);
 void eryx_decref(PyObject *obj);
 void eryx_raise_invalid_handle(void);
+int eryx_signals_watched(void);
+int eryx_run_signal_handlers(void);
 void eryx_raise_error(PyObject *module,
                       const char *kind, Py_ssize_t kind_len,
                       const char *message, Py_ssize_t message_len,
@@ -71,7 +73,7 @@ void eryx_raise_error(PyObject *module,
  */
 void eryx_call_output(PyObject *fn, int stream, const char *chunk, Py_ssize_t len);
 int eryx_call_callback(PyObject *fn, long long index, const char *args, Py_ssize_t args_len,
-                       long long timeout_ms, eryx_reply *reply);
+                       long long timeout_ms, long long run_token, eryx_reply *reply);
 void eryx_release_hooks(PyObject *output, PyObject *callback);
 
 #endif /* ERYX_BRIDGE_H */

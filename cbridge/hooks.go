@@ -73,6 +73,15 @@ func (h *pyHooks) Output(stream int, chunk string) {
 	C.eryx_call_output(h.output, C.int(stream), cstr(chunk), clen(chunk))
 }
 
+// WatchSignals implements goeryx.SignalWatcher: when the run is called from Python's main
+// thread (module.c, call_execute), the engine lets Python run its signal handlers during it.
+func (h *pyHooks) WatchSignals() func() bool {
+	if C.eryx_signals_watched() == 0 {
+		return nil
+	}
+	return func() bool { return C.eryx_run_signal_handlers() != 0 }
+}
+
 type callbackReply struct {
 	result string
 	err    error
@@ -97,16 +106,17 @@ func (h *pyHooks) Callback(ctx context.Context, index int, argsJSON string, time
 		return "", &goeryx.CallbackFailure{Kind: "raised", Message: msg}
 	}
 	defer h.leave()
-	r := h.call(index, argsJSON, timeoutMS)
+	token, _ := ctx.Value(runTokenKey{}).(int64)
+	r := h.call(index, argsJSON, timeoutMS, token)
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	return r.result, r.err
 }
 
-func (h *pyHooks) call(index int, argsJSON string, timeoutMS int64) callbackReply {
+func (h *pyHooks) call(index int, argsJSON string, timeoutMS, token int64) callbackReply {
 	var reply C.eryx_reply
-	if C.eryx_call_callback(h.callback, C.longlong(index), cstr(argsJSON), clen(argsJSON), C.longlong(timeoutMS), &reply) < 0 {
+	if C.eryx_call_callback(h.callback, C.longlong(index), cstr(argsJSON), clen(argsJSON), C.longlong(timeoutMS), C.longlong(token), &reply) < 0 {
 		return callbackReply{err: &goeryx.CallbackFailure{Kind: "raised", Message: "MemoryError: out of memory"}}
 	}
 	data := goString(reply.data, reply.len)

@@ -15,6 +15,7 @@ import "C"
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -170,14 +171,42 @@ func goSandboxNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlo
 }
 
 //export goSandboxExecute
-func goSandboxExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong) C.uintptr_t {
+func goSandboxExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong, stdin *C.char, stdinLen C.Py_ssize_t, options *C.char, optionsLen C.Py_ssize_t) C.uintptr_t {
 	ctx, err := runContext(token)
 	if err != nil {
 		return done(raise(err))
 	}
+	opts, err := runOptions(stdin, stdinLen, options, optionsLen)
+	if err != nil {
+		return done(raise(err))
+	}
 	return with(h, func(s *goeryx.Sandbox) finish {
-		return returnResult(s.Execute(ctx, goString(code, n)))
+		return returnResult(s.ExecuteWith(ctx, goString(code, n), opts))
 	})
+}
+
+// runOptions are the options of an execute call: stdin (stdinLen < 0: none) and the JSON
+// object of the others (optionsLen < 0: none): {"interactive", "filename", "argv"}.
+func runOptions(stdin *C.char, stdinLen C.Py_ssize_t, options *C.char, optionsLen C.Py_ssize_t) (*goeryx.RunOptions, error) {
+	if stdinLen < 0 && optionsLen < 0 {
+		return nil, nil
+	}
+	opts := &goeryx.RunOptions{}
+	if optionsLen >= 0 {
+		var o struct {
+			Interactive bool     `json:"interactive"`
+			Filename    string   `json:"filename"`
+			Argv        []string `json:"argv"`
+		}
+		if err := json.Unmarshal(goBytes(options, optionsLen), &o); err != nil {
+			return nil, &goeryx.Error{Kind: goeryx.KindValue, Message: "invalid run options: " + err.Error()}
+		}
+		opts.Interactive, opts.Filename, opts.Argv = o.Interactive, o.Filename, o.Argv
+	}
+	if stdinLen >= 0 {
+		opts.Stdin = goBytes(stdin, stdinLen)
+	}
+	return opts, nil
 }
 
 // cancelToken lets Python interrupt one execute call (execute_async cancellation).
@@ -197,6 +226,10 @@ func goTokenCancel(h C.longlong) C.uintptr_t {
 	return with(h, func(t *cancelToken) finish { t.cancel(); return returnNone(nil) })
 }
 
+// runTokenKey marks the context of an execute call made with a token (execute_async): its
+// callbacks tell Python the token, which finds the caller's event loop by it.
+type runTokenKey struct{}
+
 // runContext is the context of an execute call: the token's, or the background (token 0).
 func runContext(token C.longlong) (context.Context, error) {
 	if token == 0 {
@@ -206,7 +239,7 @@ func runContext(token C.longlong) (context.Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.ctx, nil
+	return context.WithValue(t.ctx, runTokenKey{}, int64(token)), nil
 }
 
 //export goSandboxClose
@@ -226,13 +259,17 @@ func goSessionNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlo
 }
 
 //export goSessionExecute
-func goSessionExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong) C.uintptr_t {
+func goSessionExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlong, stdin *C.char, stdinLen C.Py_ssize_t, options *C.char, optionsLen C.Py_ssize_t) C.uintptr_t {
 	ctx, err := runContext(token)
 	if err != nil {
 		return done(raise(err))
 	}
+	opts, err := runOptions(stdin, stdinLen, options, optionsLen)
+	if err != nil {
+		return done(raise(err))
+	}
 	return with(h, func(s *goeryx.Session) finish {
-		return returnResult(s.Execute(ctx, goString(code, n)))
+		return returnResult(s.ExecuteWith(ctx, goString(code, n), opts))
 	})
 }
 

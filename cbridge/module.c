@@ -282,13 +282,14 @@ reply_from_result(eryx_reply *reply, PyObject *result)
 
 int
 eryx_call_callback(PyObject *fn, long long index, const char *args, Py_ssize_t args_len,
-                   long long timeout_ms, eryx_reply *reply)
+                   long long timeout_ms, long long run_token, eryx_reply *reply)
 {
     PyGILState_STATE gil = ensure_gil();
     PyObject *result;
     int status;
 
-    result = PyObject_CallFunction(fn, "LNL", index, eryx_str(args, args_len), timeout_ms);
+    result = PyObject_CallFunction(fn, "LNLL", index, eryx_str(args, args_len), timeout_ms,
+                                   run_token);
     if (result == NULL) {
         status = reply_from_exception(reply);
     }
@@ -538,8 +539,67 @@ sandbox_new(PyObject *module, PyObject *args)
     return new_instance(module, args, "Ly*LOO:sandbox_new", goSandboxNew);
 }
 
-/* The execute functions take an optional cancel token (0: none): see token_new. */
-typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token);
+/* The execute functions take an optional cancel token (0: none, see token_new), stdin
+ * (stdin_len -1: none) and the JSON of the other run options (options_len -1: none). */
+typedef uintptr_t (*execute_fn)(long long h, char *code, Py_ssize_t len, long long token,
+                                char *stdin_data, Py_ssize_t stdin_len,
+                                char *options, Py_ssize_t options_len);
+
+/* Signal handlers during a run. Python runs them in its main thread only, and a run keeps its
+ * calling thread inside the engine; so while a run called from the main thread is in
+ * progress, the engine calls eryx_run_signal_handlers from that same thread every few
+ * milliseconds (goeryx.SignalWatcher), as time.sleep wakes up for them. A handler that raises
+ * (KeyboardInterrupt on Ctrl-C) interrupts the run cooperatively, and call_execute raises its
+ * exception instead of the run's outcome. */
+static _Thread_local int watch_signals;      /* a main-thread run is in the engine */
+static _Thread_local int in_signal_handlers; /* eryx_run_signal_handlers is running them */
+static _Thread_local PyObject *signal_type, *signal_value, *signal_tb; /* what one raised */
+static long long main_thread_ident = -1;     /* -1: not looked up yet; -2: unknown */
+
+static int
+on_main_thread(void)
+{
+    if (main_thread_ident == -1) {
+        PyObject *threading = PyImport_ImportModule("threading");
+        PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+        PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+        main_thread_ident = ident ? PyLong_AsLongLong(ident) : -2;
+        Py_XDECREF(ident);
+        Py_XDECREF(main);
+        Py_XDECREF(threading);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            main_thread_ident = -2;
+        }
+    }
+    return main_thread_ident == (long long)PyThread_get_thread_ident();
+}
+
+int
+eryx_signals_watched(void)
+{
+    return watch_signals;
+}
+
+/* GIL not held on entry (the engine calls it from inside a run). */
+int
+eryx_run_signal_handlers(void)
+{
+    if (!watch_signals || signal_type != NULL) {
+        return signal_type != NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure(); /* the main thread's own state, resumed */
+    in_signal_handlers = 1;
+    if (PyErr_CheckSignals() < 0) {
+        PyErr_Fetch(&signal_type, &signal_value, &signal_tb);
+        if (signal_type == NULL) { /* an error without a type cannot happen; be safe */
+            signal_type = Py_NewRef(PyExc_KeyboardInterrupt);
+        }
+    }
+    in_signal_handlers = 0;
+    PyGILState_Release(gil);
+    return signal_type != NULL;
+}
 
 static PyObject *
 call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn)
@@ -547,24 +607,54 @@ call_execute(PyObject *module, PyObject *args, const char *format, execute_fn fn
     long long h, token = 0;
     utf8_arg s;
     uintptr_t done;
+    PyObject *stdin_obj = Py_None, *options_obj = Py_None;
+    char *stdin_data = NULL, *options = NULL;
+    Py_ssize_t stdin_len = -1, options_len = -1;
 
-    if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token)) {
+    if (!PyArg_ParseTuple(args, format, &h, to_utf8, &s, &token, &stdin_obj, &options_obj)) {
         return NULL;
     }
+    /* bytes or None each (the package encodes them): TypeError otherwise */
+    if (stdin_obj != Py_None && PyBytes_AsStringAndSize(stdin_obj, &stdin_data, &stdin_len) < 0) {
+        return NULL;
+    }
+    if (options_obj != Py_None && PyBytes_AsStringAndSize(options_obj, &options, &options_len) < 0) {
+        return NULL;
+    }
+    if (in_signal_handlers) {
+        /* A handler that runs code in a sandbox while this thread's run is paused in it
+         * would wait for that run (a Session) or nest engine calls: refuse. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot run sandboxed code from a signal handler that interrupts a run");
+        return NULL;
+    }
+    int watch = on_main_thread();
     Py_BEGIN_ALLOW_THREADS
-    done = fn(h, (char *)s.s, s.len, token);
+    watch_signals = watch;
+    done = fn(h, (char *)s.s, s.len, token, stdin_data, stdin_len, options, options_len);
+    watch_signals = 0;
     Py_END_ALLOW_THREADS
-    return goFinish(module, done);
+    PyObject *result = goFinish(module, done);
+    if (signal_type == NULL) {
+        return result;
+    }
+    /* A signal handler raised during the run: the run was interrupted for it. */
+    Py_XDECREF(result);
+    PyErr_Clear();
+    PyErr_Restore(signal_type, signal_value, signal_tb);
+    signal_type = signal_value = signal_tb = NULL;
+    return NULL;
 }
 
 PyDoc_STRVAR(sandbox_execute_doc,
-"sandbox_execute($module, h, code, token=0, /)\n--\n\n"
-"Sandbox.Execute; returns the result tuple. Cancelling the token interrupts the run.");
+"sandbox_execute($module, h, code, token=0, stdin=None, options=None, /)\n--\n\n"
+"Sandbox.Execute; returns the result tuple. Cancelling the token interrupts the run;\n"
+"stdin: bytes the guest reads, or None; options: JSON bytes of the other run options.");
 
 static PyObject *
 sandbox_execute(PyObject *module, PyObject *args)
 {
-    return call_execute(module, args, "LO&|L:sandbox_execute", goSandboxExecute);
+    return call_execute(module, args, "LO&|LOO:sandbox_execute", goSandboxExecute);
 }
 
 PyDoc_STRVAR(token_new_doc,
@@ -605,12 +695,13 @@ session_new(PyObject *module, PyObject *args)
 }
 
 PyDoc_STRVAR(session_execute_doc,
-"session_execute($module, h, code, token=0, /)\n--\n\nSession.Execute; returns the result tuple.");
+"session_execute($module, h, code, token=0, stdin=None, options=None, /)\n--\n\n"
+"Session.Execute; returns the result tuple. stdin: bytes the guest reads, or None.");
 
 static PyObject *
 session_execute(PyObject *module, PyObject *args)
 {
-    return call_execute(module, args, "LO&|L:session_execute", goSessionExecute);
+    return call_execute(module, args, "LO&|LOO:session_execute", goSessionExecute);
 }
 
 PyDoc_STRVAR(session_reset_doc,

@@ -28,6 +28,7 @@ type box struct {
 	configured map[string]any // the configure request every new interpreter gets
 	volumes    []vfs.Volume
 	root       experimentalsys.FS
+	scratch    bool // the interpreters get a scratch directory at ScratchDir
 	secrets    *secrets
 	// callbacksInFlight counts this box's callbacks whose host function is still running.
 	callbacksInFlight atomic.Int64
@@ -110,9 +111,23 @@ func newBoxWithImage(rt *Runtime, cfg *Config, store *VFS, hooks Hooks, fac *fac
 		"op":              protocol.ReqConfigure,
 		"result_variable": b.resultVar,
 		"callbacks":       cfg.Callbacks,
-		"env":             b.secrets.env,
+		"env":             b.guestEnv(),
+		"cwd":             map[bool]string{true: ScratchDir}[b.scratch],
 	}
 	return b, nil
+}
+
+// guestEnv is the guest's os.environ: the runtime's entries (a home, a temporary directory and
+// a user name, as a login shell has), then one entry per secret.
+func (b *box) guestEnv() map[string]string {
+	env := map[string]string{"USER": GuestUser, "LOGNAME": GuestUser}
+	if b.scratch {
+		env["HOME"], env["TMPDIR"] = ScratchDir, ScratchDir
+	}
+	for k, v := range b.secrets.env {
+		env[k] = v
+	}
+	return env
 }
 
 // limits are the limits of one run: timeoutMS and maxFuel are the Sandbox's configured ones or
@@ -206,11 +221,12 @@ type runResponse struct {
 
 // execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6). maxFuel
 // (metered when set) requires inst to run the fuel module.
-func (b *box) execute(ctx context.Context, inst *instance, code string, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
+func (b *box) execute(ctx context.Context, inst *instance, code string, opts *RunOptions, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
 	l := b.limits(timeoutMS, maxFuel)
+	header, payload := runRequest(code, opts)
 	r := inst.beginRun(ctx, l)
 	var resp runResponse
-	_, reqErr := inst.request(map[string]any{"op": protocol.ReqRun}, []byte(code), &resp)
+	_, reqErr := inst.request(header, payload, &resp)
 	var fuel *uint64
 	if r.fuelMetered && !r.outOfFuel {
 		// The guest checks its budget at every function exit, so it cannot have overdrawn it

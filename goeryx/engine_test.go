@@ -320,3 +320,28 @@ except TimeoutError as e:
 		require.Equal(t, "TimeoutError callback 'cb' timed out after 2 ms", res.Stdout, "run %d", i)
 	}
 }
+
+// TestRunOptions: stdin, the REPL's interactive mode, the file name in tracebacks and argv.
+func TestRunOptions(t *testing.T) {
+	rt := runtimeForTest(t)
+	ctx := context.Background()
+	s, err := rt.NewSession(ctx, &Config{}, nil, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	res, err := s.ExecuteWith(ctx, "import sys\nprint(input(), sys.argv)\nlen(sys.stdin.read())",
+		&RunOptions{Stdin: []byte("line\nrest"), Argv: []string{"prog.py", "a"}})
+	require.NoError(t, err)
+	require.Equal(t, "line ['prog.py', 'a']", res.Stdout)
+	require.Equal(t, "4", *res.ResultJSON, "the last expression's value")
+	res, err = s.ExecuteWith(ctx, "6 * 7", &RunOptions{Interactive: true})
+	require.NoError(t, err)
+	require.Equal(t, "42", res.Stdout, "echoed by sys.displayhook")
+	require.Nil(t, res.ResultJSON)
+	_, err = s.ExecuteWith(ctx, "\n1/0", &RunOptions{Filename: "job.py"})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Contains(t, e.Message, `File "job.py", line 2, in <module>`)
+	_, err = s.ExecuteWith(ctx, "input()", nil)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "EOFError", e.ExcType, "stdin is per run")
+}

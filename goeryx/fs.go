@@ -110,8 +110,18 @@ func pathsOverlap(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
+// ScratchDir is the guest's private writable scratch directory: its cwd, TMPDIR and HOME
+// (API.md §5.5). Each interpreter gets a new in-memory one, capped like a private /data: a
+// Sandbox run's is gone after the run, a Session's lasts until reset. It is not mounted when
+// a volume or the VFS mount path claims the path.
+const ScratchDir = "/scratch"
+
+// GuestUser is the user name the guest sees (USER, LOGNAME: getpass.getuser()).
+const GuestUser = "sandbox"
+
 // mounts are the file systems of a new interpreter besides the stdlib: "/" (listing only the
-// mount points), /data (the shared store or a private one) and the volumes.
+// mount points), /data (the shared store or a private one), the scratch directory and the
+// volumes.
 func (b *box) mounts() ([]mount, error) {
 	store := b.store
 	if store == nil {
@@ -128,6 +138,14 @@ func (b *box) mounts() ([]mount, error) {
 			return nil, initError("the factory's packages are gone: %v", err)
 		}
 		ms = append(ms, mount{view: b.pkgs.View, guestPath: SitePackagesPath})
+	}
+	if b.scratch {
+		scratch := b.newPrivateStore()
+		ms = append(ms, mount{view: func(poll func()) experimentalsys.FS {
+			o := b.fileOptions(false)
+			o.Poll = poll
+			return scratch.store.FS(o)
+		}, guestPath: ScratchDir})
 	}
 	for i, vol := range b.volumes {
 		if err := vol.Check(); err != nil {
@@ -171,6 +189,13 @@ func (b *box) openFilesystems() error {
 		} else {
 			dirs = append(dirs, path.Clean(v.GuestPath))
 		}
+	}
+	b.scratch = !pathsOverlap(path.Clean(b.mountPath), ScratchDir)
+	for _, d := range append(dirs[2:], files...) {
+		b.scratch = b.scratch && !pathsOverlap(d, ScratchDir)
+	}
+	if b.scratch {
+		dirs = append(dirs, ScratchDir)
 	}
 	root, err := vfs.RootWithFiles(dirs, files)
 	if err != nil {

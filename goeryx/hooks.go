@@ -44,3 +44,14 @@ func (NoHooks) Output(int, string) {}
 func (NoHooks) Callback(context.Context, int, string, int64) (string, error) {
 	return "", &CallbackFailure{Kind: "raised", Message: "RuntimeError: no callbacks"}
 }
+
+// SignalWatcher is implemented by Hooks whose host handles signals on the thread that calls
+// Execute (Python runs its signal handlers, KeyboardInterrupt included, in its main thread
+// only, and that thread is inside Execute for the whole run). WatchSignals is called at the
+// start of every run, on the calling goroutine; a non-nil function is then called from the
+// goroutine running the guest every few milliseconds (ticks; sleeps and waits wake up for it)
+// to run the host's pending handlers, and returning true interrupts the run as if its context
+// had ended.
+type SignalWatcher interface {
+	WatchSignals() func() bool
+}

@@ -88,6 +88,8 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	case protocol.OpCallbackCancel:
 		inst.cancelCallback(req.id)
 		resp = map[string]any{}
+	case protocol.OpCPUTime:
+		resp = map[string]any{"ns": int64(inst.cpu.now())}
 	default:
 		fail(abi.HostErrUnknownOp)
 		return
@@ -142,6 +144,7 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 			return req, abi.HostErrBadRequest
 		}
 		req.id = h.ID
+	case protocol.OpCPUTime:
 	default:
 		return req, abi.HostErrUnknownOp
 	}

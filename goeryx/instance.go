@@ -67,6 +67,7 @@ type instance struct {
 	mod      api.Module
 	mem      *linearMemory
 	memUse   memoryUse       // peak and refused growth of the current run; outlives mem
+	cpu      guestCPU        // the guest's CPU time (time.process_time)
 	ctx      context.Context // carries the instance to host functions
 	exports  map[string]api.Function
 	budget   api.MutableGlobal // the instrumentation's countdown (i32)
@@ -229,7 +230,9 @@ func (inst *instance) request(header any, payload []byte, resp any) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	inst.cpu.begin()
 	r, callErr := inst.callExport(abi.ExportCall, uint64(ptr), uint64(len(frame)))
+	inst.cpu.end()
 	if callErr != nil {
 		inst.dead = callErr
 		return nil, callErr

@@ -22,6 +22,44 @@ type Result struct {
 	ResultError *string
 }
 
+// RunOptions are the options of one run.
+type RunOptions struct {
+	// Stdin is what the guest's sys.stdin reads (input(), sys.stdin.read()); nil: an empty
+	// stdin, so input() raises EOFError.
+	Stdin []byte
+	// Interactive compiles the code as one interactive statement, as Python's REPL does:
+	// the values of expression statements are printed (sys.displayhook).
+	Interactive bool
+	// Filename names the code in tracebacks ("": "<user>"); Argv, when not nil, becomes the
+	// guest's sys.argv (the CLI's script and its arguments).
+	Filename string
+	Argv     []string
+}
+
+// runRequest is the run request of code: the header {"op": "run"} with, when stdin is given,
+// "code_len" (the payload is the code, then stdin), and "interactive".
+func runRequest(code string, opts *RunOptions) (map[string]any, []byte) {
+	header := map[string]any{"op": protocol.ReqRun}
+	if opts == nil {
+		return header, []byte(code)
+	}
+	payload := []byte(code)
+	if opts.Stdin != nil {
+		header["code_len"] = len(payload)
+		payload = append(payload, opts.Stdin...)
+	}
+	if opts.Interactive {
+		header["interactive"] = true
+	}
+	if opts.Filename != "" {
+		header["filename"] = opts.Filename
+	}
+	if opts.Argv != nil {
+		header["argv"] = opts.Argv
+	}
+	return header, payload
+}
+
 // Bounds of what the guest reports as its result (the driver is in guest memory, so its
 // response is checked here, not trusted).
 const (

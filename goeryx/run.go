@@ -19,6 +19,10 @@ const (
 	// goeryx/internal/instrument). The bytecode loop is not instrumented: the runtime ticks
 	// from its eval-breaker check every 1-2 ms of Python (instrument.EvalLoopFunctions).
 	tickBudget = 1 << 16
+	// signalCheckInterval is how often a run whose host watches signals (Hooks.WatchSignals:
+	// Ctrl-C in Python's main thread) lets the host run its signal handlers; sleeps and waits
+	// wake up for it.
+	signalCheckInterval = 10 * time.Millisecond
 	// hardStopGrace is how long the guest may keep running after the cooperative interrupt
 	// ("about 1 s", API.md §2.1): short enough that a C-level loop, which never reaches a
 	// bytecode boundary, is stopped within a second of the deadline.
@@ -51,6 +55,7 @@ type runLimits struct {
 // runState is the host side of one run in progress.
 type runState struct {
 	limits   *runLimits
+	ctx      context.Context // the caller's, for the run's callbacks
 	start    time.Time
 	deadline time.Time // zero: none
 
@@ -64,8 +69,12 @@ type runState struct {
 	// the deadline (cooperatively, then hard after the grace period).
 	stopRequested atomic.Bool
 	wake          chan struct{} // closed on cancel or stop request, to end sleeps and waits
-	wakeOnce      sync.Once
-	stopCtx       func() bool // unregisters the context watcher
+	// signals, when set, runs the host's signal handlers; true means one asks to interrupt
+	// the run (Hooks.WatchSignals). nextSignalCheck rate-limits it (guest goroutine only).
+	signals         func() bool
+	nextSignalCheck time.Time
+	wakeOnce        sync.Once
+	stopCtx         func() bool // unregisters the context watcher
 
 	// Fuel (fuel.go), used on the guest goroutine only. fuelMetered: the run meters fuel, at
 	// most maxFuel, from its start to its end. fuelGiven is the fuel handed to the guest so
@@ -98,6 +107,7 @@ type guestError struct {
 func newRunState(l *runLimits) *runState {
 	r := &runState{
 		limits:   l,
+		ctx:      context.Background(),
 		start:    time.Now(),
 		wake:     make(chan struct{}),
 		inflight: map[int64]context.CancelFunc{},
@@ -136,6 +146,10 @@ func (r *runState) end() {
 // beginRun installs a run on the instance. When ctx ends, the run is interrupted.
 func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 	r := newRunState(l)
+	r.ctx = context.WithoutCancel(ctx) // values only: the run ends its callbacks itself (end)
+	if w, ok := l.hooks.(SignalWatcher); ok {
+		r.signals = w.WatchSignals() // on the calling goroutine: the host may look at its thread
+	}
 	inst.memUse.beginRun(inst.mem)
 	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
@@ -166,6 +180,14 @@ func (inst *instance) poll() {
 	}
 	if r.cancelled.Load() {
 		panic(errCancelled)
+	}
+	if r.signals != nil && !r.stopRequested.Load() {
+		if now := time.Now(); !now.Before(r.nextSignalCheck) {
+			r.nextSignalCheck = now.Add(signalCheckInterval)
+			if r.signals() {
+				r.requestStop() // a handler raised (KeyboardInterrupt): stop as if cancelled
+			}
+		}
 	}
 	if r.deadline.IsZero() && !r.stopRequested.Load() {
 		return
@@ -223,15 +245,25 @@ func (inst *instance) nanosleep(ns int64) {
 			until = w
 		}
 	}
-	if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-wake:
-			t.Stop()
+	defer inst.cpu.wait()()
+	for {
+		d := time.Until(until)
+		if r != nil && r.signals != nil {
+			d = min(d, signalCheckInterval) // wake up to let the host run its signal handlers
+		}
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-wake:
+				t.Stop()
+			}
+		}
+		inst.poll()
+		if r == nil || !time.Now().Before(until) || r.stopRequested.Load() || !r.interrupted.IsZero() {
+			return
 		}
 	}
-	inst.poll()
 }
 
 // tick is the instrumentation's periodic host call. Yielding hands the P to other goroutines
@@ -273,7 +305,9 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 	}
 	r.nextID++
 	id := r.nextID
-	ctx, cancel := context.WithCancel(context.Background())
+	// The callback's context carries the values of the run's (the bridge finds its
+	// execute_async call there); it ends when the callback is cancelled or the run ends.
+	ctx, cancel := context.WithCancel(r.ctx)
 	r.inflight[id] = cancel
 	argsJSON := string(args)
 	// The completion is delivered once: by the callback, or by the timeout (the callback's own
@@ -433,6 +467,12 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 	if w := r.nextWake(); !w.IsZero() && (until.IsZero() || w.Before(until)) {
 		until = w
 	}
+	if r.signals != nil {
+		// Return early to let the host run its signal handlers (the event loop waits again).
+		if c := time.Now().Add(signalCheckInterval); until.IsZero() || c.Before(until) {
+			until = c
+		}
+	}
 	if !until.IsZero() {
 		t := time.NewTimer(time.Until(until))
 		defer t.Stop()
@@ -454,12 +494,14 @@ func (inst *instance) wait(timeout time.Duration) []map[string]any {
 	}
 	r.early = r.early[:0]
 	if len(done) == 0 {
+		stopWaiting := inst.cpu.wait()
 		select {
 		case c := <-r.done:
 			add(c)
 		case <-timer:
 		case <-r.wake:
 		}
+		stopWaiting()
 	}
 	for more := true; more; {
 		select {

@@ -31,6 +31,11 @@ var errSandboxClosed = &Error{Kind: KindValue, Message: "Sandbox is closed"}
 // Execute runs code in a fresh interpreter. When ctx ends, the run is interrupted and Execute
 // returns a KindCancelled error.
 func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
+	return s.ExecuteWith(ctx, code, nil)
+}
+
+// ExecuteWith is Execute with per-run options (nil: none).
+func (s *Sandbox) ExecuteWith(ctx context.Context, code string, opts *RunOptions) (*Result, error) {
 	start := time.Now()
 	if s.isClosed() {
 		return nil, errSandboxClosed
@@ -48,7 +53,7 @@ func (s *Sandbox) Execute(ctx context.Context, code string) (*Result, error) {
 	}
 	s.running[inst] = struct{}{}
 	s.mu.Unlock()
-	out := s.box.execute(ctx, inst, code, s.box.cfg.Limits.ExecutionTimeoutMS, maxFuel, "Sandbox", start)
+	out := s.box.execute(ctx, inst, code, opts, s.box.cfg.Limits.ExecutionTimeoutMS, maxFuel, "Sandbox", start)
 	s.mu.Lock()
 	delete(s.running, inst)
 	s.mu.Unlock()

@@ -118,6 +118,11 @@ func (s *Session) replace(ctx context.Context) error {
 // Execute runs code in the session's interpreter. When ctx ends, the run is interrupted like
 // at a timeout (state kept if the interrupt is honoured) and Execute returns KindCancelled.
 func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
+	return s.ExecuteWith(ctx, code, nil)
+}
+
+// ExecuteWith is Execute with per-run options (nil: none).
+func (s *Session) ExecuteWith(ctx context.Context, code string, opts *RunOptions) (*Result, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -137,7 +142,7 @@ func (s *Session) Execute(ctx context.Context, code string) (*Result, error) {
 		s.inst = inst
 		s.setActive(inst)
 	}
-	out := s.box.execute(ctx, s.inst, code, timeoutMS, maxFuel, "Session", start)
+	out := s.box.execute(ctx, s.inst, code, opts, timeoutMS, maxFuel, "Session", start)
 	if err := s.settle(ctx, out); err != nil {
 		return nil, err
 	}

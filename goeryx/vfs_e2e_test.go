@@ -79,7 +79,7 @@ func runPythonIn(rt *Runtime, code string, mounts ...e2eMount) (string, error) {
 		return "", err
 	}
 	defer inst.close()
-	out := b.execute(ctx, inst, code, nil, nil, "Sandbox", time.Now())
+	out := b.execute(ctx, inst, code, nil, nil, nil, "Sandbox", time.Now())
 	if out.err != nil {
 		return "", fmt.Errorf("guest failed: %s\nstdout:\n%s", out.err.Message, out.err.Stdout)
 	}

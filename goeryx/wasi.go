@@ -108,3 +108,36 @@ func pollOneoff(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	ret(wasiErrnoSuccess)
 }
+
+// guestCPU measures an interpreter's CPU time: the time its requests ran, less the time they
+// waited in the host (sleeps, event-loop waits). Used on the guest goroutine only. The guest's
+// time.process_time reads it (OpCPUTime): wasi-libc's clock(), which CPython uses, is the
+// monotonic clock since libc started, and libc started in the process that took the memory
+// image (process_time came out negative).
+type guestCPU struct {
+	done   time.Duration // CPU time of finished requests
+	start  time.Time     // of the request in progress; zero between requests
+	waited time.Duration // waits of the request in progress
+}
+
+func (c *guestCPU) begin() { c.start, c.waited = time.Now(), 0 }
+
+func (c *guestCPU) end() {
+	if !c.start.IsZero() {
+		c.done += time.Since(c.start) - c.waited
+		c.start = time.Time{}
+	}
+}
+
+// wait is called around host waits: wait() at the start, and the returned func at the end.
+func (c *guestCPU) wait() func() {
+	t := time.Now()
+	return func() { c.waited += time.Since(t) }
+}
+
+func (c *guestCPU) now() time.Duration {
+	if c.start.IsZero() {
+		return c.done
+	}
+	return c.done + time.Since(c.start) - c.waited
+}

@@ -377,7 +377,7 @@ def test_hook_references_released_when_creation_fails():
     def on_output(stream, chunk):
         pass
 
-    def on_callback(index, args_json, timeout_ms):
+    def on_callback(index, args_json, timeout_ms, run_token):
         return ("ok", "null")
 
     gc.collect()
@@ -502,7 +502,7 @@ class Recorder:
         self.output_threads.add(threading.get_ident())
         self.output.append((stream, chunk))
 
-    def on_callback(self, index, args_json, timeout_ms):
+    def on_callback(self, index, args_json, timeout_ms, run_token):
         self.call_threads.add(threading.get_ident())
         self.calls.append((index, args_json, timeout_ms))
         return self.reply(index, args_json, timeout_ms)

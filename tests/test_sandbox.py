@@ -486,7 +486,7 @@ def test_no_result_variable(sandbox):
 
 
 def test_only_module_level_result_counts(sandbox):
-    r = sandbox.execute("def f():\n    result = 5\n    return result\nf()")
+    r = sandbox.execute("def f():\n    result = 5\n    return result\ny = f()")
     assert r.result_json is None
     assert r.result_error is None
 

@@ -27,10 +27,11 @@ from ._session import Session
 from ._vfs import VfsStorage
 
 __version__ = "0.1.0"
+"""The goeryx version (PEP 440)."""
 
 GUEST_PYTHON_VERSION: str = _read_guest_python_version()
-"""The guest's ``platform.python_version()``; ``"unknown"`` in a source checkout without a
-built runtime."""
+"""The guest's ``platform.python_version()``, e.g. ``"3.13.5"``; ``"unknown"`` in a source
+checkout without a built runtime."""
 
 __all__ = [
     "CallbackRegistry",

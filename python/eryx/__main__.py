@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import codeop
+import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
@@ -21,6 +22,7 @@ from . import (
     TimeoutError,
     __version__,
 )
+from ._validate import check_code
 
 __all__ = ["main"]
 
@@ -54,10 +56,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: an integer, optionally with a K, M or G suffix (powers of 1024; ``KB``,
+    ``KiB``... are accepted too)."""
+    raw = text.strip()
+    upper = raw.upper()
+    for suffix in ("IB", "B"):
+        if upper.endswith(suffix) and len(upper) > len(suffix) and upper[-len(suffix) - 1] in "KMG":
+            upper = upper[: -len(suffix)]
+            break
+    unit = upper[-1:] if upper[-1:] in ("K", "M", "G") else ""
+    number = upper[: len(upper) - len(unit)]
+    try:
+        value = int(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid size: '{text}' (an integer, optionally with K, M or G)"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eryx",
         description="Run Python code in the goeryx WebAssembly sandbox.",
+        epilog="With no CODE or script, a terminal starts the REPL; otherwise the code is read "
+        "from stdin.",
     )
     parser.add_argument(
         "--version",
@@ -67,9 +96,30 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("-c", dest="code", metavar="CODE", help="run CODE")
     source.add_argument("script", nargs="?", help="a UTF-8 Python file to run, or - for stdin")
-    parser.add_argument("--timeout", type=_positive_int, metavar="MS", help="execution timeout")
-    parser.add_argument("--max-memory", type=_positive_int, metavar="BYTES", help="memory cap")
-    parser.add_argument("--net", action="store_true", help="enable networking (any host)")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments for the script (its sys.argv[1:])"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        metavar="MS",
+        help="execution timeout in milliseconds (default: 30000 for a run, none in the REPL)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="BYTES",
+        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
+    )
+    parser.add_argument(
+        "--stdin",
+        metavar="PATH",
+        help="a file the code reads as its stdin (input(), sys.stdin), or - for this "
+        "process's stdin (default: an empty stdin)",
+    )
+    parser.add_argument(
+        "--net", action="store_true", help="enable networking, any host (default: off)"
+    )
     parser.add_argument(
         "--allow-host",
         action="append",
@@ -133,7 +183,19 @@ def _read_source(path: str) -> str | None:
     return None
 
 
-def _run_once(args: argparse.Namespace, code: str) -> int:
+def _guest_stdin(args: argparse.Namespace) -> bytes | None:
+    """The bytes of --stdin, or None when not given; raises OSError when unreadable."""
+    if args.stdin is None:
+        return None
+    if args.stdin == "-":
+        return sys.stdin.buffer.read() if sys.stdin is not None else b""
+    with open(args.stdin, "rb") as f:
+        return f.read()
+
+
+def _run_once(args: argparse.Namespace, code: str, script: str | None = None) -> int:
+    """One run in a Sandbox. A script (a path, or - for stdin) names the code in tracebacks
+    and, with its arguments, makes the guest's sys.argv, as python does."""
     limits = ResourceLimits()
     if args.timeout is not None:
         limits.execution_timeout_ms = args.timeout
@@ -150,9 +212,19 @@ def _run_once(args: argparse.Namespace, code: str) -> int:
     except (EryxError, ValueError, TypeError) as exc:
         _error(str(exc))
         return 1
+    try:
+        stdin = _guest_stdin(args)
+    except OSError as exc:
+        _error(f"{args.stdin}: {exc.strerror or exc}")
+        sandbox.close()
+        return 1
+    options = None
+    if script is not None:
+        filename = "<stdin>" if script == "-" else script
+        options = json.dumps({"filename": filename, "argv": [script, *args.args]}).encode()
     with sandbox:
         try:
-            sandbox.execute(code)
+            sandbox._execute(check_code(code), 0, stdin, options)
         except TimeoutError as exc:
             _error(f"timeout: {exc}")
         except ResourceLimitError as exc:
@@ -161,9 +233,16 @@ def _run_once(args: argparse.Namespace, code: str) -> int:
             pass  # the traceback was streamed to stderr
         except EryxError as exc:
             _error(str(exc))
+        except KeyboardInterrupt:
+            # Ctrl-C interrupted the run; exit as an interrupted Python program does.
+            print("KeyboardInterrupt", file=sys.stderr)
+            return 130
         else:
             return 0
     return 1
+
+
+_INTERACTIVE = json.dumps({"interactive": True, "filename": "<stdin>"}).encode()
 
 
 def _repl(args: argparse.Namespace) -> int:
@@ -215,7 +294,10 @@ def _repl(args: argparse.Namespace) -> int:
                 pass  # let the guest report it, in its own format
             lines = []
             try:
-                session.execute(source)
+                # Compiled as Python's REPL does: expression values are echoed.
+                session._execute(check_code(source), 0, None, _INTERACTIVE)
+            except ValueError as exc:  # code with NUL characters or lone surrogates
+                print(f"ValueError: {exc}", file=sys.stderr)
             except TimeoutError as exc:
                 print(f"TimeoutError: {exc}", file=sys.stderr)
             except ResourceLimitError as exc:
@@ -244,7 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_once(args, args.code)
     if args.script is not None:
         code = _read_source(args.script)
-        return 1 if code is None else _run_once(args, code)
+        if code is None:
+            return 1
+        return _run_once(args, code, args.script)
     if sys.stdin is not None and sys.stdin.isatty():
         return _repl(args)
     code = sys.stdin.read() if sys.stdin is not None else ""

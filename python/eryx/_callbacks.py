@@ -151,7 +151,31 @@ class CallbackRegistry:
     """An ordered collection of host functions that guest code may ``await``.
 
     Register with ``@registry.callback``, ``@registry.callback(name=..., ...)`` or
-    ``registry.add(fn, ...)``.
+    ``registry.add(fn, ...)``, then pass the registry as ``callbacks=`` to a ``Sandbox`` or
+    ``Session`` (it is read at their construction). ``len(registry)`` counts the
+    registrations; iterating yields ``{"name", "fn", "description", "schema"}`` dicts in
+    registration order (``schema`` is omitted when none could be inferred).
+
+    Each callback's name defaults to ``fn.__name__``, its description to the first line of its
+    docstring, and its JSON schema is inferred from the signature: every parameter except
+    ``*args``/``**kwargs`` becomes a property in signature order (``str``, ``int``, ``float``,
+    ``bool``, ``list``, ``dict`` and ``None`` annotations map to JSON types, anything else to
+    ``{}``) and parameters without a default are required.
+
+    Example:
+        ```python
+        import eryx
+
+        registry = eryx.CallbackRegistry()
+
+        @registry.callback
+        def add(a: int, b: int) -> int:
+            '''Add two integers.'''
+            return a + b
+
+        sandbox = eryx.Sandbox(callbacks=registry)
+        print(sandbox.execute("print(await add(2, 3))").stdout)  # 5
+        ```
     """
 
     __slots__ = ("_defs",)
@@ -174,7 +198,20 @@ class CallbackRegistry:
         description: str | None = None,
         schema: dict[str, Any] | None = None,
     ) -> Any:
-        """Decorator that registers the function and returns it unchanged."""
+        """Decorator that registers the function and returns it unchanged.
+
+        Use it bare (``@registry.callback``) or called (``@registry.callback(name=...)``).
+
+        Args:
+            name: The name the guest uses; a dotted name such as ``"db.query"`` makes the
+                callback reachable as ``await db.query(...)``. Default: ``fn.__name__``.
+            description: Shown to the guest by ``list_callbacks()``. Default: the first line
+                of the function's docstring.
+            schema: A JSON-Schema dict of the parameters; replaces the inferred one.
+
+        Returns:
+            The decorator (or, in the bare form, the function itself).
+        """
         if callable(name) and description is None and schema is None:
             return self.add(name)  # bare @registry.callback
 
@@ -192,7 +229,23 @@ class CallbackRegistry:
         description: str | None = None,
         schema: dict[str, Any] | None = None,
     ) -> _F:
-        """Register ``fn`` and return it."""
+        """Register ``fn`` and return it.
+
+        Args:
+            fn: A function or other callable, sync or ``async def``. The host calls it as
+                ``fn(**kwargs)`` with the guest's arguments.
+            name: The name the guest uses. Default: ``fn.__name__``.
+            description: Default: the first line of ``fn.__doc__``.
+            schema: A JSON-Schema dict of the parameters; replaces the inferred one.
+
+        Returns:
+            ``fn`` unchanged.
+
+        Raises:
+            TypeError: ``fn`` is not callable, or ``name``/``description`` is not a ``str``.
+            ValueError: The name is empty or contains NUL, or the schema is not a
+                JSON-serialisable dict.
+        """
         self._defs.append(make_callback(fn, name, description, schema))
         return fn
 
@@ -253,4 +306,30 @@ def resolve_callbacks(callbacks: object) -> list[CallbackDef]:
     by_name: dict[str, CallbackDef] = {}
     for d in defs:
         by_name[d.name] = d
+    for name in by_name:
+        _warn_if_reserved(name)
     return list(by_name.values())
+
+
+# Guest names a callback cannot take (the guest's builtins, which match the host's closely
+# enough for a warning, and the names the guest reserves): such a callback is reachable only
+# through invoke().
+_RESERVED_EXTRA = frozenset(
+    ("invoke", "list_callbacks", "eryx_guest", "asyncio", "json", "math", "re", "os",
+     "subprocess", "socket")
+)
+
+
+def _warn_if_reserved(name: str) -> None:
+    import builtins
+
+    root = name.split(".", 1)[0]
+    if root in _RESERVED_EXTRA or root in dir(builtins):
+        import warnings
+
+        warnings.warn(
+            f"callback {name!r} is not injected into the guest: {root!r} is a reserved name "
+            f"(a builtin or a common module); call it there as await invoke({name!r}, ...)",
+            UserWarning,
+            stacklevel=4,
+        )

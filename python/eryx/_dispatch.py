@@ -170,6 +170,9 @@ class Hooks:
         self._on_stdout = on_stdout
         self._on_stderr = on_stderr
         self._loop = _LoopThread(f"eryx-{owner.lower()}-callbacks")
+        # The event loops of the execute_async calls in progress, by their bridge token: their
+        # async callbacks run there, so they can use the application's loop-bound objects.
+        self._caller_loops: dict[int, asyncio.AbstractEventLoop] = {}
 
     @property
     def streams(self) -> bool:
@@ -183,6 +186,13 @@ class Hooks:
         """Stop the private event loop, cancelling async callbacks still running."""
         self._loop.stop()
 
+    def bind_loop(self, token: int, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the async callbacks of the execute_async call ``token`` on ``loop``."""
+        self._caller_loops[token] = loop
+
+    def unbind_loop(self, token: int) -> None:
+        self._caller_loops.pop(token, None)
+
     def on_output(self, stream: int, chunk: str) -> None:
         """Bridge hook: one raw chunk of guest output. Exceptions propagate to the bridge,
         which reports them through ``sys.unraisablehook``."""
@@ -195,19 +205,41 @@ class Hooks:
         finally:
             _ACTIVE.reset(token)
 
-    def on_callback(self, index: int, args_json: str, timeout_ms: int) -> tuple[str, str]:
-        """Bridge hook: run callback ``index`` with the JSON keyword arguments.
+    def on_callback(
+        self, index: int, args_json: str, timeout_ms: int, run_token: int = 0
+    ) -> tuple[str, str]:
+        """Bridge hook: run callback ``index`` with the JSON keyword arguments; ``run_token`` is
+        the bridge token of the execute_async call whose run made it (0: a sync execute).
 
         Returns ``("ok", json)``, ``("raised", "<ExcType>: <message>")``,
         ``("not_json", "<type name>")`` or ``("timeout", "")``.
         """
         token = _ACTIVE.set(_ACTIVE.get() | {self._key})
         try:
-            return self._call(index, args_json, timeout_ms)
+            return self._call(index, args_json, timeout_ms, run_token)
         finally:
             _ACTIVE.reset(token)
 
-    def _call(self, index: int, args_json: str, timeout_ms: int) -> tuple[str, str]:
+    def _submit(self, coro: Coroutine[Any, Any, Any], run_token: int) -> concurrent.futures.Future[Any]:
+        """Schedule an async callback: on the event loop of the execute_async call that made
+        it (the caller's loop is free: it awaits the run), else on the private loop."""
+        loop = self._caller_loops.get(run_token) if run_token else None
+        if loop is not None and not loop.is_closed():
+            import asyncio
+
+            key = self._key
+
+            async def marked() -> Any:  # in_hook() inside the callback, as on the private loop
+                _ACTIVE.set(_ACTIVE.get() | {key})
+                return await coro
+
+            try:
+                return asyncio.run_coroutine_threadsafe(marked(), loop)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        return self._loop.submit(coro)
+
+    def _call(self, index: int, args_json: str, timeout_ms: int, run_token: int) -> tuple[str, str]:
         if not 0 <= index < len(self._callbacks):
             return ("raised", f"RuntimeError: no callback with index {index}")
         callback = self._callbacks[index]
@@ -221,7 +253,7 @@ class Hooks:
             value = callback.fn(**kwargs)
             if isinstance(value, Awaitable):
                 coro = value if isinstance(value, Coroutine) else _await(value)
-                future = self._loop.submit(coro)
+                future = self._submit(coro, run_token)
                 timeout = timeout_ms / 1000 if timeout_ms > 0 else None
                 import concurrent.futures
 

@@ -19,14 +19,23 @@ __all__ = [
 class EryxError(Exception):
     """Base class of every goeryx error; also used for unexpected internal failures.
 
-    ``state_lost`` is ``True`` only when a Session had to replace its interpreter. ``stdout``
-    and ``stderr`` hold what the failed run printed before it failed (empty for errors that
-    are not raised by a run), trimmed and scrubbed like an ``ExecuteResult``'s.
+    ``str(exc)`` is the message. The subclasses take the same keyword arguments.
+
+    Args:
+        message: The error message.
+        state_lost: Whether a ``Session`` lost its state.
+        stdout: What the run printed to stdout.
+        stderr: What the run printed to stderr.
     """
 
     state_lost: bool
+    """``True`` only when a ``Session`` had to replace its interpreter, so its variables are
+    gone."""
     stdout: str
+    """What the failed run printed to stdout before it failed (empty for errors not raised by
+    a run), trimmed and scrubbed like ``ExecuteResult.stdout``."""
     stderr: str
+    """The same for stderr."""
 
     def __init__(
         self, message: str = "", *, state_lost: bool = False, stdout: str = "", stderr: str = ""
@@ -40,11 +49,22 @@ class EryxError(Exception):
 class ExecutionError(EryxError):
     """An uncaught guest exception, guest termination, or a malformed snapshot.
 
-    ``exc_type`` is the guest exception class name (``None`` when no Python exception was
-    involved); ``stdout`` is the failed run's stdout and the message its traceback.
+    For an uncaught exception (``SyntaxError`` and a non-zero ``sys.exit`` included) the
+    message is the run's stderr, ending with the traceback of the user's code (file
+    ``<user>``, the user's own line numbers). If the guest terminated (``os._exit``, an
+    abort) it is ``guest interpreter terminated unexpectedly: <reason>``.
+
+    Args:
+        message: The error message.
+        exc_type: The guest exception's class name.
+        stdout: What the run printed to stdout.
+        stderr: What the run printed to stderr.
+        state_lost: Whether a ``Session`` lost its state.
     """
 
     exc_type: str | None
+    """The guest exception's class name: ``"ValueError"``, or ``"module.Class"`` outside
+    builtins; ``None`` when no Python exception was involved."""
 
     def __init__(
         self,
@@ -60,23 +80,30 @@ class ExecutionError(EryxError):
 
 
 class InitializationError(EryxError):
-    """An interpreter that cannot be created or configured, or an incompatible artifact."""
+    """An interpreter that cannot be created or configured (a missing volume host path, a
+    memory cap too small to start), or a snapshot from an incompatible version."""
 
 
 class ResourceLimitError(EryxError):
-    """A resource limit was hit.
+    """A resource limit was hit: the memory cap, the fuel budget or the snapshot size.
 
-    ``limit`` is ``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``None`` only for
-    instances created by user code without one).
+    Args:
+        message: The error message.
+        limit: Which limit was hit.
+        state_lost: Whether a ``Session`` lost its state (always after fuel exhaustion).
+        stdout: What the run printed to stdout.
+        stderr: What the run printed to stderr.
     """
 
-    limit: str | None
+    limit: str
+    """``"max_memory_bytes"``, ``"max_fuel"`` or ``"snapshot"`` (``""`` only for instances
+    created by user code without one)."""
 
     def __init__(
         self,
         message: str = "",
         *,
-        limit: str | None = None,
+        limit: str = "",
         state_lost: bool = False,
         stdout: str = "",
         stderr: str = "",
@@ -86,11 +113,17 @@ class ResourceLimitError(EryxError):
 
 
 class CancelledError(EryxError):
-    """A run in progress when another thread closed its Sandbox or Session."""
+    """Raised by a run in progress when another thread closed its ``Sandbox`` or
+    ``Session``."""
 
 
 class TimeoutError(EryxError, builtins.TimeoutError):
-    """The execution timeout expired. Also a builtin ``TimeoutError`` (hence ``OSError``)."""
+    """The execution timeout expired.
+
+    Also a builtin ``TimeoutError`` (hence an ``OSError``): ``except eryx.EryxError``,
+    ``except TimeoutError`` and ``except OSError`` all catch it. ``stdout`` and ``stderr`` hold
+    what the run printed before the deadline.
+    """
 
 
 for _cls in (
@@ -126,7 +159,7 @@ def from_bridge_error(exc: BaseException) -> BaseException:
         )
     if kind == "resource_limit":
         return ResourceLimitError(
-            message, limit=details.get("limit") or None, state_lost=state_lost, **output
+            message, limit=details.get("limit") or "", state_lost=state_lost, **output
         )
     if kind == "value":
         return ValueError(message)

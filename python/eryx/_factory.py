@@ -53,8 +53,25 @@ class SandboxFactory:
     """Builds a runtime with extra packages and pre-imported modules, and creates sandboxes
     (and sessions) whose interpreters start from the captured state.
 
-    Packages are staged into a private goeryx-owned directory (caller files are only read)
-    and mounted read-only at ``/site-packages`` in the guest, which is on ``sys.path``.
+    The packages are copied into a private directory owned by goeryx (caller files are only
+    read) and mounted read-only at ``/site-packages`` (on ``sys.path``, ``.pth`` files honoured)
+    in every sandbox and session the factory creates; the modules in ``imports`` are imported
+    once and the interpreter's memory captured, so that a sandbox from the factory starts as
+    fast as a plain ``Sandbox`` and importing them is instant.
+
+    Args:
+        site_packages: A directory added as a site-packages tree (copied, never written).
+        packages: Paths of pure-Python or WASI wheels (``.whl``), ``.tar.gz``/``.tgz``
+            archives (extracted as is, no build step) or directories (one with
+            ``__init__.py`` is a package, any other a site-packages tree).
+        imports: Dotted module names to pre-import.
+        cache: Share the captured state between identical factories in this process.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: A path contains NUL or a module name is not a dotted identifier.
+        InitializationError: A package is missing, unsafe or for another platform, or a
+            pre-import failed (API.md §10).
     """
 
     _handle: Handle | None = None
@@ -99,7 +116,18 @@ class SandboxFactory:
         cache: bool = False,
     ) -> SandboxFactory:
         """Reload a factory saved with ``save``, validating its header immediately.
-        ``site_packages``, if given, is mounted read-only instead of the saved packages."""
+
+
+        Args:
+            path: The file written by ``save``.
+            site_packages: A directory mounted read-only, as is, instead of the saved
+                package files.
+            cache: As for the constructor.
+
+        Raises:
+            InitializationError: The file is missing, unreadable, not a goeryx factory file,
+                damaged, or made by an incompatible goeryx.
+        """
         file = check_path("path", path)
         site = _check_site_packages(site_packages)
         use_cache = bool(check_bool("cache", cache))
@@ -117,7 +145,17 @@ class SandboxFactory:
         site_packages: str | os.PathLike[str] | None = None,
         cache: bool = False,
     ) -> SandboxFactory:
-        """Reload a factory from ``to_bytes()`` output, validating its header immediately."""
+        """Reload a factory from ``to_bytes()`` output, validating its header immediately.
+
+        Args:
+            data: Bytes-like output of ``to_bytes``.
+            site_packages: A directory mounted read-only, as is, instead of the saved
+                package files.
+            cache: As for the constructor.
+
+        Raises:
+            InitializationError: As for ``load``.
+        """
         buffer = check_bytes_like("data", data)
         site = _check_site_packages(site_packages)
         use_cache = bool(check_bool("cache", cache))
@@ -143,7 +181,10 @@ class SandboxFactory:
         return self._size
 
     def to_bytes(self) -> bytes:
-        """A self-contained artifact: header, captured state and package files."""
+        """Return a self-contained artifact: header, captured state and package files.
+
+        The same factory always gives the same bytes.
+        """
         from . import _eryx
 
         with self._use() as h:
@@ -152,7 +193,14 @@ class SandboxFactory:
         return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``to_bytes()`` to ``path`` atomically (a temporary file, then a rename)."""
+        """Write ``to_bytes()`` to ``path`` atomically (a temporary file, then a rename).
+
+        Args:
+            path: The destination file.
+
+        Raises:
+            InitializationError: The file cannot be written.
+        """
         from . import _eryx
 
         file = check_path("path", path)
@@ -160,24 +208,37 @@ class SandboxFactory:
             call(_eryx.factory_save, h, file)
 
     def create_sandbox(self, **kwargs: Any) -> Sandbox:
-        """A Sandbox (accepting every Sandbox argument, plus ``site_packages=`` to mount
-        another package directory, read-only, instead of the factory's) whose interpreters
-        start from this factory's captured state."""
+        """Create a ``Sandbox`` whose interpreters start from this factory's captured state.
+
+        Args:
+            **kwargs: Every ``Sandbox`` argument, plus ``site_packages=`` to mount another
+                package directory (read-only, as is) instead of the factory's.
+
+        Raises:
+            ValueError: The factory is closed, or a volume overlaps ``/site-packages``.
+        """
         site = _check_site_packages(kwargs.pop("site_packages", None))
         with self._use() as h, created_from(h, site):
             return Sandbox(**kwargs)
 
     def create_session(self, **kwargs: Any) -> Session:
-        """A Session (accepting every Session argument, plus ``site_packages=``) whose
-        interpreter starts from this factory's captured state; ``reset()`` and
-        ``clear_state()`` return to it."""
+        """Create a ``Session`` whose interpreter starts from this factory's captured state;
+        its ``reset()`` and ``clear_state()`` return to that state.
+
+        Args:
+            **kwargs: Every ``Session`` argument, plus ``site_packages=`` as for
+                ``create_sandbox``.
+
+        Raises:
+            ValueError: The factory is closed, or a mount overlaps ``/site-packages``.
+        """
         site = _check_site_packages(kwargs.pop("site_packages", None))
         with self._use() as h, created_from(h, site):
             return Session(**kwargs)
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called."""
+        """Whether ``close()`` was called (read-only)."""
         return self._handle is None or self._handle.closed
 
     def close(self) -> None:

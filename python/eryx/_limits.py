@@ -22,8 +22,40 @@ _FIELDS: dict[str, tuple[int, int]] = {
 class ResourceLimits:
     """Limits applied to each run. ``None`` means "no limit" (the VFS stays capped at 64 MiB).
 
-    A mutable value object: fields validate on assignment; supports ``==``, copy and pickle;
-    unhashable.
+    A mutable value object: fields can be read and assigned, and assignment validates like the
+    constructor; supports ``==``, copy and pickle; unhashable. ``Sandbox`` and ``Session`` take
+    a copy at construction, so changing the object later does not affect them.
+
+    Args:
+        execution_timeout_ms: Wall-clock limit of a run, from the start of the guest code
+            (interpreter creation excluded), covering computation, sleeps and waits on
+            callbacks and the network. At the deadline the run is interrupted; it raises
+            ``TimeoutError`` within about a second. ``None``: no timeout. 1 ... 2**63-1.
+        callback_timeout_ms: Limit of each callback invocation; the guest's ``await`` then
+            raises the builtin ``TimeoutError``. ``None``: none. 1 ... 2**63-1.
+        max_memory_bytes: Cap on guest linear memory, rounded down to 64 KiB pages. A refused
+            allocation is a ``MemoryError`` in the guest; a run that then fails raises
+            ``ResourceLimitError(limit="max_memory_bytes")``. ``None``: wasm32's 4 GiB.
+            1 ... 2**63-1.
+        max_callback_invocations: Callback calls allowed per run; each further call raises
+            ``CallbackLimitError`` in the guest. ``None``: unlimited. 0 ... 2**32-1.
+        max_fuel: Deterministic instruction budget per run (about one unit per WebAssembly
+            instruction); exhausting it raises ``ResourceLimitError(limit="max_fuel")``.
+            ``None``: no metering (``fuel_consumed`` is then ``None``). 1 ... 2**63-1.
+        max_vfs_bytes: Total size of the files in the run's private ``/data``; a write beyond
+            it fails with ``OSError(ENOSPC)`` in the guest. ``None``: 64 MiB. 0 ... 2**63-1.
+
+    Raises:
+        TypeError: A value is not an ``int`` or ``None`` (``bool`` and ``float`` included).
+        ValueError: A value is out of range.
+
+    Example:
+        ```python
+        import eryx
+
+        limits = eryx.ResourceLimits(execution_timeout_ms=2000, max_fuel=10_000_000)
+        limits.max_memory_bytes = 64 * 1024 * 1024
+        ```
     """
 
     __slots__ = tuple(f"_{name}" for name in _FIELDS)
@@ -54,7 +86,7 @@ class ResourceLimits:
 
     @staticmethod
     def unlimited() -> ResourceLimits:
-        """All six fields ``None``."""
+        """A ``ResourceLimits`` with all six fields ``None`` (the VFS stays capped at 64 MiB)."""
         return ResourceLimits(
             execution_timeout_ms=None,
             callback_timeout_ms=None,
@@ -115,7 +147,8 @@ class ResourceLimits:
 
     @property
     def max_vfs_bytes(self) -> int | None:
-        """Size cap of the private ``/data`` store, or ``None`` for the 64 MiB default."""
+        """Size cap of the private ``/data`` store, or ``None`` for the 64 MiB default (a
+        shared ``VfsStorage`` has its own ``max_bytes``)."""
         return self._max_vfs_bytes
 
     @max_vfs_bytes.setter

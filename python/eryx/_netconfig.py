@@ -44,6 +44,26 @@ class NetConfig:
 
     A mutable value object: supports ``==``, copy and pickle; unhashable. ``allow_host``,
     ``block_host``, ``allow_localhost`` and ``with_root_cert`` change it in place and return it.
+
+    A pattern is a case-insensitive glob matched against the whole host name or address:
+    ``*`` matches any run of characters, dots included (``*.example.com`` matches
+    ``api.example.com`` but not ``example.com``). The policy is checked on the host at every
+    connect, against the name and against every address it resolves to.
+
+    Args:
+        max_connections: Connections open at once per run; ``0`` means no limit.
+        connect_timeout_ms: Upper bound on DNS lookup, connect and TLS handshake (>= 1).
+        io_timeout_ms: Upper bound on each read or write (>= 1).
+        allowed_hosts: Host patterns; when non-empty, only matching hosts are reachable.
+            ``None`` or ``[]``: every host that is not blocked.
+        blocked_hosts: Host patterns that are refused. ``None``: the defaults, which block
+            ``localhost``, loopback and the private address ranges (and turn on the matching
+            address guards); ``[]`` blocks nothing.
+
+    Raises:
+        TypeError: A value has the wrong type.
+        ValueError: A number is out of range or a pattern is empty, longer than 255
+            characters, or contains whitespace, NUL or ``/``.
     """
 
     __slots__ = (
@@ -80,7 +100,8 @@ class NetConfig:
 
     @staticmethod
     def permissive() -> NetConfig:
-        """Every host reachable, loopback and private ones included; 100 connections."""
+        """A new config that reaches every host, loopback and private ones included, with
+        ``max_connections=100`` and the default timeouts."""
         return NetConfig(max_connections=100, allowed_hosts=[], blocked_hosts=[])
 
     @property
@@ -140,21 +161,39 @@ class NetConfig:
         return not self._allowed_hosts
 
     def allow_host(self, pattern: str) -> NetConfig:
-        """Allow ``pattern``; from then on only matching hosts are allowed."""
+        """Add ``pattern`` to ``allowed_hosts``; from then on only matching hosts are allowed.
+
+        Args:
+            pattern: A host pattern such as ``"api.example.com"`` or ``"*.example.com"``.
+
+        Returns:
+            This config, changed in place.
+        """
         pattern = check_host_pattern(pattern)
         if pattern not in self._allowed_hosts:
             self._allowed_hosts.append(pattern)
         return self
 
     def block_host(self, pattern: str) -> NetConfig:
-        """Block ``pattern``."""
+        """Add ``pattern`` to ``blocked_hosts``.
+
+        Args:
+            pattern: A host pattern.
+
+        Returns:
+            This config, changed in place.
+        """
         pattern = check_host_pattern(pattern)
         if pattern not in self._blocked_hosts:
             self._blocked_hosts.append(pattern)
         return self
 
     def allow_localhost(self) -> NetConfig:
-        """Remove the loopback patterns from ``blocked_hosts`` (private ranges stay blocked)."""
+        """Remove the loopback patterns from ``blocked_hosts`` (private ranges stay blocked).
+
+        Returns:
+            This config, changed in place.
+        """
         self._blocked_hosts = [
             p
             for p in self._blocked_hosts
@@ -163,9 +202,17 @@ class NetConfig:
         return self
 
     def with_root_cert(self, cert: bytes) -> NetConfig:
-        """Trust one DER certificate, or every certificate of PEM text, besides the system roots.
+        """Trust extra root certificates besides the system roots.
 
-        Raises ``ValueError`` at once if a certificate cannot be parsed.
+        Args:
+            cert: One DER certificate, or PEM text with one or more certificates (bytes).
+
+        Returns:
+            This config, changed in place.
+
+        Raises:
+            ValueError: A certificate cannot be parsed.
+            TypeError: ``cert`` is not bytes-like.
         """
         data = check_bytes_like("cert", cert).tobytes()
         for der in parse_certificates(data):

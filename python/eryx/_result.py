@@ -18,7 +18,11 @@ def _short(text: str | None) -> str:
 
 @final
 class ExecuteResult:
-    """Output and statistics of one run. Immutable; created only by ``execute``."""
+    """Output, captured result and statistics of one successful run.
+
+    Immutable; created only by ``execute`` and ``execute_async``. ``str(result)`` is its
+    ``stdout``. Results pickle, keeping every field, and compare by identity.
+    """
 
     __slots__ = (
         "_stdout",
@@ -45,17 +49,19 @@ class ExecuteResult:
 
     @property
     def stdout(self) -> str:
-        """Everything the run wrote to fd 1, without trailing newlines."""
+        """Everything the run wrote to stdout (``print``, ``sys.stdout``, fd 1), decoded as
+        UTF-8, with every trailing newline removed."""
         return self._stdout
 
     @property
     def stderr(self) -> str:
-        """Everything the run wrote to fd 2, without trailing newlines."""
+        """Everything the run wrote to stderr (fd 2), trimmed like ``stdout``."""
         return self._stderr
 
     @property
     def duration_ms(self) -> float:
-        """Wall time of the run in milliseconds."""
+        """Wall time of the call in milliseconds (time queued behind another operation of a
+        ``Session`` excluded)."""
         return self._duration_ms
 
     @property
@@ -65,7 +71,7 @@ class ExecuteResult:
 
     @property
     def peak_memory_bytes(self) -> int:
-        """The largest guest memory size during the run."""
+        """The largest guest linear memory size during the run, in bytes."""
         return self._peak_memory_bytes
 
     @property
@@ -80,12 +86,14 @@ class ExecuteResult:
 
     @property
     def result_json(self) -> str | None:
-        """The captured result variable as JSON text."""
+        """The result variable as ``json.dumps`` text, or ``None`` when the code did not set
+        it or it could not be serialised."""
         return self._result_json
 
     @property
     def result_error(self) -> str | None:
-        """Why the result variable could not be captured."""
+        """Why the result variable could not be captured (e.g. ``result is not
+        JSON-serializable: set (TypeError)``), or ``None``."""
         return self._result_error
 
     def __setattr__(self, name: str, value: object) -> NoReturn:

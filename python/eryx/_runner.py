@@ -14,7 +14,7 @@ from ._dispatch import Hooks
 from ._handle import Handle
 from ._result import ExecuteResult
 from ._runtime import call, runtime
-from ._validate import check_code
+from ._validate import check_code, check_stdin
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -83,13 +83,14 @@ class Runner:
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called."""
+        """Whether ``close()`` was called (read-only)."""
         return self._handle is None or self._handle.closed
 
     def close(self) -> None:
-        """Stop the engine object; runs in progress on other threads raise ``CancelledError``.
+        """Release the interpreter(s); idempotent.
 
-        Idempotent.
+        Runs in progress on other threads raise ``CancelledError``; a later ``execute`` raises
+        ``ValueError``. Leaving a ``with`` block calls this.
         """
         handle = self._handle
         if handle is None:
@@ -107,25 +108,47 @@ class Runner:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code``; implemented by Sandbox and Session."""
         raise NotImplementedError
 
-    async def execute_async(self, code: str) -> ExecuteResult:
-        """``execute`` on a worker thread, without blocking the event loop.
+    async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
+        """Like ``execute``, awaited without blocking the event loop.
 
-        Cancelling the awaiting task interrupts the run and ``asyncio.CancelledError``
-        propagates; the object stays usable.
+        The run happens on a worker thread; its async callbacks run on the caller's event
+        loop, so they can use the application's loop-bound objects. Cancelling the awaiting
+        task interrupts the run and ``asyncio.CancelledError`` propagates; the object stays
+        usable.
+
+        Args:
+            code: Python source text.
+            stdin: What the guest's ``sys.stdin`` reads, as for ``execute``.
+
+        Returns:
+            The run's output, captured result and statistics.
+
+        Raises:
+            ExecutionError: As for ``execute``, and so are the other exceptions.
         """
         import asyncio
 
         from . import _eryx
 
         code = check_code(code)
+        data = check_stdin(stdin)
         loop = asyncio.get_running_loop()
         token: int = _eryx.token_new()
-        future = self._get_executor().submit(self._execute, code, token)
-        future.add_done_callback(lambda _: _eryx.handle_free(token))
+        hooks = self._hooks
+        if hooks is not None:  # async callbacks of this run run on the caller's loop
+            hooks.bind_loop(token, loop)
+
+        def finished(_: object) -> None:
+            if hooks is not None:
+                hooks.unbind_loop(token)
+            _eryx.handle_free(token)
+
+        future = self._get_executor().submit(self._execute, code, token, data)
+        future.add_done_callback(finished)
         try:
             return await asyncio.wrap_future(future, loop=loop)
         except asyncio.CancelledError:
@@ -135,8 +158,13 @@ class Runner:
                 pass
             raise
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
-        """Run validated ``code``; cancelling ``token`` (from bridge ``token_new``) interrupts it."""
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
+        """Run validated ``code``; cancelling ``token`` (from bridge ``token_new``) interrupts it.
+        ``options`` is the JSON of the CLI's run options (docs/BRIDGE.md): ``interactive``
+        (compile as the REPL does: expression values are printed), ``filename`` (the name in
+        tracebacks) and ``argv`` (the guest's ``sys.argv``)."""
         raise NotImplementedError
 
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:

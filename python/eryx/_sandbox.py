@@ -13,7 +13,7 @@ from ._netconfig import NetConfig
 from ._result import ExecuteResult, make_result
 from ._runner import Runner
 from ._runtime import call, require_native
-from ._validate import check_bool, check_code, check_instance
+from ._validate import check_bool, check_code, check_instance, check_stdin
 from ._vfs import VfsStorage
 
 __all__ = ["Sandbox"]
@@ -24,11 +24,63 @@ Volume = tuple["str | os.PathLike[str]", str, bool]
 class Sandbox(Runner):
     """Runs untrusted Python code; each ``execute`` gets a fresh guest interpreter.
 
-    ``execute`` may be called from any number of threads at once.
+    Nothing outlives a run except what the host keeps: the secret placeholders, the state of
+    host callbacks, files written to writable volumes and to a shared ``vfs`` store. ``execute``
+    may be called from any number of threads at once, each call in its own interpreter.
+    Construction is cheap (the compiled runtime is loaded once per process and cached on disk).
+    A ``Sandbox`` is a context manager: leaving the ``with`` block calls ``close()``.
+
+    Args:
+        resource_limits: The limits of each run (copied). Default: ``ResourceLimits()``, i.e. a
+            30 s timeout, a 128 MiB memory cap, a 10 s callback timeout, 1000 callback calls
+            per run, no fuel metering.
+        network: The network policy (copied). Default ``None``: the guest cannot open any
+            connection (``PermissionError`` in the guest).
+        callbacks: Host functions the guest may call: a ``CallbackRegistry``, or a list or
+            tuple whose items are registries or dicts with the keys ``name``, ``fn`` and
+            optionally ``description`` and ``schema``. When two share a name, the later wins.
+        secrets: ``{"NAME": {"value": "...", "allowed_hosts": [...]}}``. The guest sees a
+            random placeholder in ``os.environ["NAME"]``, never the value; the host
+            substitutes the real value only in HTTP request headers sent to the allowed
+            hosts. ``allowed_hosts`` is optional.
+        scrub_stdout: Replace secret placeholders with ``[REDACTED]`` in ``stdout`` (the
+            result's, an error's, and ``on_stdout`` chunks). Default: on if and only if
+            ``secrets`` is non-empty.
+        scrub_stderr: The same for ``stderr``, tracebacks and ``on_stderr`` chunks.
+        scrub_result: The same for ``result_json`` and ``result_error``. Default: off.
+        scrub_files: The same for writes to ``/data`` and to writable volumes. Default: on if
+            and only if ``secrets`` is non-empty.
+        volumes: Host files or directories to mount, as ``(host_path, guest_path, read_only)``
+            tuples. ``guest_path`` must be absolute, not ``/``, and must not overlap
+            ``/data``, ``/site-packages``, the guest's stdlib or another volume.
+        vfs: A ``VfsStorage`` mounted read/write at ``/data`` instead of the private store
+            each run gets by default; it is shared with the host and other sandboxes.
+        on_stdout: Called with each chunk the guest writes to stdout, as it is written
+            (untrimmed, on a host thread). Exceptions it raises go to
+            ``sys.unraisablehook``.
+        on_stderr: The same for stderr.
+        result_variable: The module-level name captured as the run's result. Default
+            ``"result"``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a wrong value (the message names it).
+        InitializationError: A volume's host path does not exist, or ``max_memory_bytes`` is
+            too small to start an interpreter.
+
+    Example:
+        ```python
+        import eryx
+
+        with eryx.Sandbox() as sandbox:
+            print(sandbox.execute("print(6 * 7)").stdout)  # 42
+        ```
     """
 
     _kind = "Sandbox"
-    _max_async_workers = None  # ThreadPoolExecutor's default
+    # execute_async runs each call on a worker thread; runs are independent, so the pool only
+    # bounds the threads, far above what the engine runs at once.
+    _max_async_workers = 1024
 
     def __init__(
         self,
@@ -75,19 +127,41 @@ class Sandbox(Runner):
 
         self._open(config, _eryx.sandbox_new, _eryx.sandbox_close)
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code`` in a fresh interpreter and return its result.
 
-        Raises ``ExecutionError``, ``TimeoutError``, ``ResourceLimitError``, ...
-        (API.md §6.6); ``ValueError("Sandbox is closed")`` after ``close()``.
-        """
-        return self._execute(check_code(code), 0)
+        The code runs as the module ``__main__`` (file name ``<user>``) with top-level
+        ``await`` allowed. Its output is captured; the module-level variable ``result`` (or
+        ``result_variable``) is captured as JSON, or, when the code sets none and ends in an
+        expression statement, that expression's value (unless ``None``), as a notebook shows
+        a cell's last value.
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
+        Args:
+            code: Python source text.
+            stdin: What the guest's ``sys.stdin`` reads (``input()``); without it ``input()``
+                raises ``EOFError``.
+
+        Returns:
+            The run's output, captured result and statistics.
+
+        Raises:
+            ExecutionError: The code raised an uncaught exception (``SyntaxError`` included),
+                exited with a non-zero ``sys.exit`` code, or the interpreter terminated.
+            TimeoutError: ``execution_timeout_ms`` expired.
+            ResourceLimitError: The memory cap or the fuel budget was exhausted.
+            CancelledError: Another thread closed the sandbox during the run.
+            TypeError: ``code`` is not a ``str``, or ``stdin`` not ``str``/``bytes``.
+            ValueError: ``code`` contains NUL or a lone surrogate, or the sandbox is closed.
+        """
+        return self._execute(check_code(code), 0, check_stdin(stdin))
+
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
         from . import _eryx
 
         with self._use() as h:
-            return make_result(call(_eryx.sandbox_execute, h, code, token))
+            return make_result(call(_eryx.sandbox_execute, h, code, token, stdin, options))
 
     def __repr__(self) -> str:
         config = self._config

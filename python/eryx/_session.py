@@ -15,7 +15,14 @@ from ._result import ExecuteResult, make_result
 from ._runner import Runner
 from ._runtime import call, require_native
 from ._sandbox import Volume
-from ._validate import INT64_MAX, check_bytes_like, check_code, check_instance, check_int
+from ._validate import (
+    INT64_MAX,
+    check_bytes_like,
+    check_code,
+    check_instance,
+    check_int,
+    check_stdin,
+)
 from ._vfs import VfsStorage
 
 __all__ = ["Session"]
@@ -28,7 +35,47 @@ class Session(Runner):
     between runs.
 
     One operation runs at a time; other threads queue. Calling an operation from the
-    session's own callbacks or output handlers raises ``RuntimeError``.
+    session's own callbacks or output handlers raises ``RuntimeError``. The session stays
+    usable after every failure: an ordinary exception, or a timeout the code honoured, keeps
+    the state; if the interpreter had to be stopped (fuel exhausted, hard timeout, guest
+    termination) the session resets itself and the exception has ``state_lost=True``.
+    A ``Session`` is a context manager: leaving the ``with`` block calls ``close()``.
+
+    Args:
+        resource_limits: The limits of each run (copied). Default: ``ResourceLimits`` with
+            ``execution_timeout_ms=None``, i.e. no execution timeout, a 128 MiB memory cap,
+            a 10 s callback timeout, 1000 callback calls per run, no fuel metering.
+        execution_timeout_ms: Overrides ``resource_limits.execution_timeout_ms`` when not
+            ``None``. Can be changed later through the property of the same name.
+        max_fuel: Overrides ``resource_limits.max_fuel`` when not ``None``. Can be changed
+            later through ``fuel_limit``.
+        vfs: A ``VfsStorage`` mounted read/write at ``vfs_mount_path``. Without it the session
+            has a private ``/data`` store that lives as long as the session (``reset()``
+            keeps it).
+        vfs_mount_path: Where ``vfs`` is mounted; default ``"/data"``. Only together with
+            ``vfs``.
+        network: The network policy (copied). Default ``None``: no connections.
+        callbacks: Host functions the guest may call, as for ``Sandbox``.
+        volumes: ``(host_path, guest_path, read_only)`` tuples, as for ``Sandbox``.
+        on_stdout: Called with each chunk the guest writes to stdout, as for ``Sandbox``.
+        on_stderr: The same for stderr.
+        result_variable: The module-level name captured as a run's result (and deleted after
+            every run). Default ``"result"``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a wrong value (the message names it).
+        InitializationError: The interpreter could not be created (for example a volume's
+            host path is missing, or the memory cap is too small).
+
+    Example:
+        ```python
+        import eryx
+
+        with eryx.Session() as session:
+            session.execute("x = 20")
+            print(session.execute("print(x + 22)").stdout)  # 42
+        ```
     """
 
     _kind = "Session"
@@ -92,32 +139,66 @@ class Session(Runner):
 
     # -- runs -------------------------------------------------------------------------------
 
-    def execute(self, code: str) -> ExecuteResult:
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         """Run ``code`` in the persistent namespace and return its result.
 
-        ``execution_count`` is incremented before the run (failed runs count).
-        """
-        return self._execute(check_code(code), 0)
+        ``execution_count`` is incremented before the run (failed runs count). The result
+        variable is captured and then deleted from the namespace; when the code sets none and
+        ends in an expression statement, that expression's value (unless ``None``) is the
+        result.
 
-    def _execute(self, code: str, token: int) -> ExecuteResult:
+        Args:
+            code: Python source text.
+            stdin: What the guest's ``sys.stdin`` reads in this run (``input()``); without it
+                ``input()`` raises ``EOFError``.
+
+        Returns:
+            The run's output, captured result and statistics.
+
+        Raises:
+            ExecutionError: The code raised an uncaught exception, exited with a non-zero
+                ``sys.exit`` code, or the interpreter terminated.
+            TimeoutError: ``execution_timeout_ms`` expired.
+            ResourceLimitError: The memory cap or the fuel budget was exhausted.
+            CancelledError: Another thread closed the session during the run.
+            TypeError: ``code`` is not a ``str``, or ``stdin`` not ``str``/``bytes``.
+            ValueError: ``code`` contains NUL or a lone surrogate, or the session is closed.
+            RuntimeError: Called from the session's own callback or output handler.
+        """
+        return self._execute(check_code(code), 0, check_stdin(stdin))
+
+    def _execute(
+        self, code: str, token: int, stdin: bytes | None = None, options: bytes | None = None
+    ) -> ExecuteResult:
         from . import _eryx
 
         with self._operation() as h:
-            return make_result(call(_eryx.session_execute, h, code, token))
+            return make_result(call(_eryx.session_execute, h, code, token, stdin, options))
 
-    async def execute_async(self, code: str) -> ExecuteResult:
-        """``execute`` on a worker thread, without blocking the event loop.
+    async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
+        """Like ``execute``, awaited without blocking the event loop.
 
         Cancelling the awaiting task interrupts the run as a timeout would (the state is kept
         if the code honours the interrupt) and ``asyncio.CancelledError`` propagates; later
-        operations queue until the run has stopped.
+        operations queue until the run has stopped. Async callbacks of the run run on the
+        caller's event loop.
+
+        Args:
+            code: Python source text.
+            stdin: What the guest's ``sys.stdin`` reads, as for ``execute``.
+
+        Returns:
+            The run's output, captured result and statistics.
         """
         self._check_reentry()
-        return await super().execute_async(code)
+        return await super().execute_async(code, stdin=stdin)
 
     def reset(self) -> None:
-        """Replace the interpreter: user globals are gone, ``execution_count`` becomes 0; the
-        VFS, volumes, limits and callbacks are kept."""
+        """Replace the interpreter with a fresh one.
+
+        User globals, imported modules and module state are gone and ``execution_count``
+        becomes 0; the files in ``/data`` and volumes, the limits and the callbacks are kept.
+        """
         from . import _eryx
 
         with self._operation() as h:
@@ -125,15 +206,30 @@ class Session(Runner):
 
     def clear_state(self) -> None:
         """Delete the user globals, keeping the interpreter, its modules and
-        ``execution_count``."""
+        ``execution_count``.
+
+        The module dunders and the injected callback names stay.
+        """
         from . import _eryx
 
         with self._operation() as h:
             call(_eryx.session_clear_state, h)
 
     def snapshot_state(self) -> bytes:
-        """Serialise the user globals; names that cannot be serialised are skipped and listed
-        in ``last_snapshot_skipped``."""
+        """Serialise the user globals by value.
+
+        Functions, classes and instances defined in the session are included, and so are
+        variables bound to ``None``. Values that cannot be serialised (modules, open files,
+        generators, ...) are skipped without error, and their names are listed in
+        ``last_snapshot_skipped``.
+
+        Returns:
+            A snapshot for ``restore_state``, on this or another session of the same goeryx
+            version.
+
+        Raises:
+            ResourceLimitError: The snapshot is larger than 10 MiB (``limit="snapshot"``).
+        """
         from . import _eryx
 
         with self._operation() as h:
@@ -142,8 +238,23 @@ class Session(Runner):
         return bytes(data)
 
     def restore_state(self, data: Any) -> None:
-        """Merge a snapshot (any bytes-like object) into the current globals. Restoring may
-        run code inside the guest: trust snapshots like code."""
+        """Merge a snapshot into the current globals.
+
+        Names in the snapshot overwrite the current ones; other globals are kept.
+        ``execution_count`` and the files are unchanged. Restoring can run code inside the
+        guest (never on the host): trust snapshots like code.
+
+        Args:
+            data: Bytes-like output of ``snapshot_state``.
+
+        Raises:
+            ExecutionError: ``data`` is not a goeryx snapshot, is truncated, or failed to
+                deserialise in the guest.
+            InitializationError: The snapshot was made by an incompatible goeryx or guest
+                Python version.
+            ResourceLimitError: ``data`` is larger than 10 MiB.
+            TypeError: ``data`` is not bytes-like.
+        """
         from . import _eryx
 
         buffer = check_bytes_like("data", data)
@@ -151,8 +262,11 @@ class Session(Runner):
             call(_eryx.session_restore, h, buffer)
 
     def close(self) -> None:
-        """Close the session; a run in progress on another thread raises ``CancelledError``
-        and later operations raise ``ValueError("Session is closed")``. Idempotent."""
+        """Close the session; idempotent.
+
+        A run in progress on another thread raises ``CancelledError``, and later operations
+        raise ``ValueError("Session is closed")``. Leaving a ``with`` block calls this.
+        """
         from . import _eryx
 
         self._check_reentry()
@@ -166,7 +280,8 @@ class Session(Runner):
 
     @property
     def execution_count(self) -> int:
-        """Runs since creation or the last reset (never blocks)."""
+        """Runs since creation or the last ``reset()``, failed ones included (read-only; never
+        blocks)."""
         from . import _eryx
 
         if self._handle is None:
@@ -178,7 +293,7 @@ class Session(Runner):
 
     @property
     def last_snapshot_skipped(self) -> list[str]:
-        """The names the last ``snapshot_state()`` left out."""
+        """The names the last ``snapshot_state()`` left out, in namespace order (a copy)."""
         return list(self._last_skipped)
 
     def _set_limits(self, name: str, value: object) -> None:
@@ -197,7 +312,7 @@ class Session(Runner):
 
     @property
     def execution_timeout_ms(self) -> int | None:
-        """Timeout of later runs in milliseconds, or ``None``."""
+        """Timeout of later runs in milliseconds, or ``None`` for none; settable."""
         return self._config.limits.execution_timeout_ms
 
     @execution_timeout_ms.setter
@@ -206,7 +321,7 @@ class Session(Runner):
 
     @property
     def fuel_limit(self) -> int | None:
-        """Fuel budget of later runs, or ``None`` for no metering."""
+        """Fuel budget of later runs, or ``None`` for no metering; settable."""
         return self._config.limits.max_fuel
 
     @fuel_limit.setter
@@ -215,12 +330,13 @@ class Session(Runner):
 
     @property
     def resource_limits(self) -> ResourceLimits:
-        """A copy of the limits in effect."""
+        """A copy of the limits in effect (read-only: change the timeout and fuel through
+        ``execution_timeout_ms`` and ``fuel_limit``)."""
         return self._config.limits.__copy__()
 
     @property
     def vfs(self) -> VfsStorage | None:
-        """The ``vfs=`` object, or ``None``."""
+        """The ``VfsStorage`` passed as ``vfs=``, or ``None`` (read-only)."""
         return self._config.vfs
 
     @property

@@ -60,6 +60,22 @@ def check_callable(name: str, value: object) -> Callable[[str], Any] | None:
     raise TypeError(f"{name} must be callable or None, not {type_name(value)}")
 
 
+def check_stdin(stdin: object) -> bytes | None:
+    """The stdin of a run: ``None``, or ``str`` (encoded as UTF-8) or bytes-like."""
+    if stdin is None:
+        return None
+    if isinstance(stdin, str):
+        try:
+            return stdin.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"stdin is not valid Unicode: lone surrogate at position {exc.start}"
+            ) from None
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return bytes(stdin)
+    raise TypeError(f"stdin must be str, bytes or None, not {type_name(stdin)}")
+
+
 def check_code(code: object) -> str:
     """The code of a run: a ``str`` without NUL or lone surrogates."""
     if not isinstance(code, str):

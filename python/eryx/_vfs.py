@@ -29,7 +29,27 @@ class VfsStorage:
     """A thread-safe in-memory file store, mounted read/write at ``/data`` (or
     ``vfs_mount_path``) by the sandboxes and sessions given it as ``vfs=``.
 
-    Guest ``/data/a/b.txt`` is host ``"a/b.txt"``. Never written to disk.
+    Every sandbox, session and host user of a store sees its writes at once; it lives as long
+    as the object and is never written to disk. Host paths (``str`` or path-like) are relative
+    to the store root: guest ``/data/a/b.txt`` is host ``"a/b.txt"``, and a leading ``/``
+    means the root. A path containing ``..`` or NUL, or an empty file path, raises
+    ``ValueError``.
+
+    Args:
+        max_bytes: Cap on the total size of the files in the store (default 64 MiB). Writes
+            beyond it fail with ``OSError(ENOSPC)``, on the host and in the guest.
+
+    Example:
+        ```python
+        import eryx
+
+        store = eryx.VfsStorage()
+        store.write_file("in.txt", b"hello")
+        eryx.Sandbox(vfs=store).execute(
+            "open('/data/out.txt', 'w').write(open('/data/in.txt').read().upper())"
+        )
+        print(store.read_file("out.txt"))  # b'HELLO'
+        ```
     """
 
     __slots__ = ("_handle", "__weakref__")
@@ -42,7 +62,15 @@ class VfsStorage:
         self._handle = Handle(call(_eryx.vfs_new, checked), None)
 
     def read_file(self, path: str | os.PathLike[str]) -> bytes:
-        """The file's contents. Raises ``FileNotFoundError`` or ``IsADirectoryError``."""
+        """Return a file's contents.
+
+        Args:
+            path: The file, relative to the store root.
+
+        Raises:
+            FileNotFoundError: No such file.
+            IsADirectoryError: ``path`` is a directory.
+        """
         from . import _eryx
 
         p = _store_path(path, file=True)
@@ -50,9 +78,15 @@ class VfsStorage:
             return call(_eryx.vfs_read, h, p)
 
     def write_file(self, path: str | os.PathLike[str], data: Any) -> None:
-        """Create or replace a file (bytes-like ``data``), making missing parent directories.
+        """Create or replace a file, making missing parent directories.
 
-        Raises ``OSError(ENOSPC)`` beyond ``max_bytes``; the old content then stays.
+        Args:
+            path: The file, relative to the store root.
+            data: The new contents, bytes-like (``str`` raises ``TypeError``).
+
+        Raises:
+            OSError: ``ENOSPC`` if the write would exceed ``max_bytes``; the old content
+                then stays.
         """
         from . import _eryx
 
@@ -62,7 +96,15 @@ class VfsStorage:
             call(_eryx.vfs_write, h, p, buffer)
 
     def list(self, path: str | os.PathLike[str] = "/") -> builtins.list[str]:
-        """Sorted entry names of a directory; subdirectories end with ``/``."""
+        """Return the sorted entry names of a directory; subdirectories end with ``/``.
+
+        Args:
+            path: The directory, relative to the store root (default: the root).
+
+        Raises:
+            FileNotFoundError: No such directory.
+            NotADirectoryError: ``path`` is a file.
+        """
         from . import _eryx
 
         p = _store_path(path, file=False)
@@ -70,7 +112,15 @@ class VfsStorage:
             return call(_eryx.vfs_list, h, p)
 
     def remove(self, path: str | os.PathLike[str]) -> None:
-        """Remove a file or an empty directory."""
+        """Remove a file or an empty directory.
+
+        Args:
+            path: Relative to the store root.
+
+        Raises:
+            FileNotFoundError: No such file or directory.
+            OSError: ``ENOTEMPTY`` if the directory is not empty.
+        """
         from . import _eryx
 
         p = _store_path(path, file=True)
@@ -85,12 +135,12 @@ class VfsStorage:
 
     @property
     def used_bytes(self) -> int:
-        """Total size of the files in the store."""
+        """Total size of the files in the store, in bytes (read-only)."""
         return self._stats()[1]
 
     @property
     def max_bytes(self) -> int:
-        """The store's size cap."""
+        """The store's size cap, in bytes (read-only)."""
         return self._stats()[2]
 
     def __repr__(self) -> str:

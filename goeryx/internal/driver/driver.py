@@ -74,6 +74,12 @@ _json_decode = _json.JSONDecoder().decode
 _header_encode = _json.JSONEncoder(separators=(",", ":")).encode
 _value_encode = _json.JSONEncoder(allow_nan=False).encode  # json.dumps(value, allow_nan=False)
 
+from _ast import Assign as _AstAssign  # noqa: E402
+from _ast import Expr as _AstExpr  # noqa: E402
+from _ast import Name as _AstName  # noqa: E402
+from _ast import Store as _AstStore  # noqa: E402
+from _io import BytesIO as _BytesIO  # noqa: E402
+from _io import TextIOWrapper as _TextIOWrapper  # noqa: E402
 from io import IOBase as _IOBase  # noqa: E402
 from os import O_RDONLY as _O_RDONLY  # noqa: E402
 from os import close as _os_close  # noqa: E402
@@ -89,7 +95,8 @@ _stderr = sys.__stderr__
 _LEN = Struct("<I")
 _CO_COROUTINE = 0x0080
 _PyCF_ALLOW_TOP_LEVEL_AWAIT = 0x2000
-_USER_FILE = "<user>"
+_USER_FILE = "<user>"  # the file name of user code, unless a run names it ("filename")
+_user_file = _USER_FILE  # the current run's
 _MODULE_DUNDERS = frozenset(
     ("__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__")
 )
@@ -153,7 +160,7 @@ def _user_traceback(tb):
     """The traceback chain restricted to frames of user code."""
     frames = []
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == _USER_FILE:
+        if tb.tb_frame.f_code.co_filename == _user_file:
             frames.append(tb)
         tb = tb.tb_next
     out = None
@@ -230,25 +237,68 @@ _compiled = {}  # source -> code object, for code a session runs again and again
 _COMPILED_MAX = 64
 
 
-def _compile(code):
-    co = _compiled.get(code)
+_PyCF_ONLY_AST = 0x0400
+_LAST_VALUE = "__eryx_last_value__"  # holds the value of a final expression statement
+
+
+def _compile(code, interactive, filename):
+    """The code object of a run. In "exec" mode (execute) a final expression statement is
+    assigned to _LAST_VALUE, so that its value becomes the result when the code sets no result
+    variable (as a notebook shows a cell's last value). In "single" mode (the CLI's REPL)
+    CPython's own interactive compilation prints expression values through sys.displayhook."""
+    key = (code, interactive, filename)
+    co = _compiled.get(key)
     if co is None:
-        co = compile(code, _USER_FILE, "exec", _PyCF_ALLOW_TOP_LEVEL_AWAIT, True)
+        flags = _PyCF_ALLOW_TOP_LEVEL_AWAIT
+        if interactive:
+            co = compile(code, filename, "single", flags, True)
+        else:
+            tree = compile(code, filename, "exec", flags | _PyCF_ONLY_AST, True)
+            body = tree.body
+            if body and type(body[-1]) is _AstExpr:
+                last = body[-1]
+                target = _AstName(id=_LAST_VALUE, ctx=_AstStore())
+                assign = _AstAssign(targets=[target], value=last.value)
+                for node in (target, assign):  # the expression's own positions: tracebacks
+                    node.lineno, node.col_offset = last.lineno, last.col_offset
+                    node.end_lineno, node.end_col_offset = last.end_lineno, last.end_col_offset
+                body[-1] = assign
+            co = compile(tree, filename, "exec", flags, True)
         if len(code) <= 4096:
             if len(_compiled) >= _COMPILED_MAX:
                 _compiled.clear()
-            _compiled[code] = co
+            _compiled[key] = co
     return co
 
 
+def _set_stdin(data):
+    """sys.stdin of a run: the bytes the host gave (input() reads them), or the interpreter's
+    own, empty stdin (input() raises EOFError)."""
+    if data is None:
+        sys.stdin = sys.__stdin__
+    else:
+        sys.stdin = _TextIOWrapper(_BytesIO(data), encoding="utf-8", errors="replace")
+
+
 def _run(header, payload):
+    global _user_file
     _drain_interrupt()
-    code = payload.decode("utf-8")
+    code_len = header.get("code_len")
+    if code_len is None:
+        code, stdin = payload.decode("utf-8"), None
+    else:
+        code, stdin = payload[:code_len].decode("utf-8"), payload[code_len:]
+    interactive = bool(header.get("interactive"))
+    _user_file = header.get("filename") or _USER_FILE
+    argv = header.get("argv")
+    if argv is not None:  # the CLI's script arguments
+        sys.argv = list(argv)
+    _set_stdin(stdin)
     _install_callbacks()
-    entry = (len(code), None, code.splitlines(True), _USER_FILE)
-    _linecache.cache[_USER_FILE] = entry  # the driver's tracebacks
+    entry = (len(code), None, code.splitlines(True), _user_file)
+    _linecache.cache[_user_file] = entry  # the driver's tracebacks
     try:  # the user's own (traceback.print_exc() in user code)
-        sys.modules["linecache"].cache[_USER_FILE] = entry
+        sys.modules["linecache"].cache[_user_file] = entry
     except BaseException:
         pass
     failed = False
@@ -256,7 +306,7 @@ def _run(header, payload):
     exc_type = None
     try:
         try:
-            co = _compile(code)
+            co = _compile(code, interactive, _user_file)
             if co.co_flags & _CO_COROUTINE:
                 _run_coroutine(eval(co, _ns))
             else:
@@ -280,14 +330,22 @@ def _run(header, payload):
         response = {"ok": False, "exc_type": "ExecutionInterrupted", "interrupted": True}
     finally:
         _ns.pop(_result_variable, None)
+        _ns.pop(_LAST_VALUE, None)
         sys.last_exc = sys.last_type = sys.last_value = sys.last_traceback = None
     return response
 
 
+_MISSING = object()
+
+
 def _capture_result():
-    if _result_variable not in _ns:
-        return {}
-    value = _ns[_result_variable]
+    value = _ns.get(_result_variable, _MISSING)
+    if value is _MISSING:
+        # No result variable: the value of a final expression statement, unless None (what
+        # print(...) returns: a notebook shows nothing for it either).
+        value = _ns.get(_LAST_VALUE)
+        if value is None:
+            return {}
     try:
         text = _value_encode(value)
     except BaseException as e:
@@ -615,6 +673,11 @@ def _configure(header, payload):
     random.seed()  # from os.urandom, i.e. the host CSPRNG: no two interpreters share a sequence
     os.environ.clear()
     os.environ.update(header.get("env") or {})
+    if header.get("cwd"):  # the private scratch directory
+        try:
+            os.chdir(header["cwd"])
+        except OSError:  # not mounted (an engine test's own mounts): stay at /
+            pass
     _result_variable = header.get("result_variable") or "result"
     _callbacks = header.get("callbacks") or []
     _callbacks_by_name = {c["name"]: c for c in _callbacks}
@@ -738,6 +801,95 @@ def _deny_network():
     socket.gethostname = lambda: "sandbox"
 
 
+class _Quitter:
+    """exit() and quit(), which the site module would define: they raise SystemExit."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "Use %s() to end the code" % self.name
+
+    def __call__(self, code=None):
+        raise SystemExit(code)
+
+
+class _Helper:
+    """help(), as the site module defines it (pydoc is imported on first use)."""
+
+    def __repr__(self):
+        return "Type help() for interactive help, or help(object) for help about object."
+
+    def __call__(self, *args, **kwds):
+        import pydoc
+
+        return pydoc.help(*args, **kwds)
+
+
+def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
+    """hashlib.pbkdf2_hmac (RFC 8018) without OpenSSL, as CPython had before 3.12."""
+    import hmac
+
+    if not isinstance(hash_name, str):
+        raise TypeError(hash_name)
+    password, salt = bytes(memoryview(password)), bytes(memoryview(salt))
+    if iterations < 1:
+        raise ValueError(iterations)
+    inner = hmac.new(password, None, hash_name)
+    if dklen is None:
+        dklen = inner.digest_size
+    if dklen < 1:
+        raise ValueError(dklen)
+    blocks, loop = [], 1
+    while sum(len(b) for b in blocks) < dklen:
+        h = inner.copy()
+        h.update(salt + loop.to_bytes(4, "big"))
+        u = h.digest()
+        acc = int.from_bytes(u, "big")
+        for _ in range(iterations - 1):
+            h = inner.copy()
+            h.update(u)
+            u = h.digest()
+            acc ^= int.from_bytes(u, "big")
+        blocks.append(acc.to_bytes(inner.digest_size, "big"))
+        loop += 1
+    return b"".join(blocks)[:dklen]
+
+
+def _guest_environment():
+    """What a Python user expects of the interpreter that site, OpenSSL and threads would
+    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac, and
+    errors that say why threads and processes are missing."""
+    import hashlib
+    import threading
+    import time
+
+    builtins.exit, builtins.quit, builtins.help = _Quitter("exit"), _Quitter("quit"), _Helper()
+    call, empty = _host.call, _encode({})  # noqa: F821
+
+    def process_time_ns():
+        return _decode(call(OP_CPU_TIME, empty))[0]["ns"]  # noqa: F821
+
+    def process_time():
+        return process_time_ns() / 1e9
+
+    # The interpreter's CPU time, measured by the host (one thread: also the thread's).
+    for name, fn in (("process_time", process_time), ("process_time_ns", process_time_ns),
+                     ("thread_time", process_time), ("thread_time_ns", process_time_ns)):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__module__ = "time"
+        setattr(time, name, fn)
+    if not hasattr(hashlib, "pbkdf2_hmac"):
+        _pbkdf2_hmac.__module__ = "hashlib"
+        _pbkdf2_hmac.__name__ = _pbkdf2_hmac.__qualname__ = "pbkdf2_hmac"
+        hashlib.pbkdf2_hmac = _pbkdf2_hmac
+
+    def start(self):
+        raise RuntimeError("threads are not available in the sandbox")
+
+    threading.Thread.start = start
+
+
 def _prepare(header, payload):
     """Import what nearly every run needs, so that it is part of the memory image."""
     import asyncio  # noqa: F401
@@ -747,6 +899,7 @@ def _prepare(header, payload):
 
     _install_event_loop()
     _deny_network()
+    _guest_environment()
     for name in header.get("imports") or ():
         __import__(name)
     # Everything alive now is part of the image: keep it out of garbage collections, which

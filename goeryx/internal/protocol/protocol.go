@@ -28,6 +28,11 @@ const (
 	OpCallbackCancel = 3
 	// 4 was OpFuelStart (the driver started the fuel meter itself, so user code could silence
 	// it); a metered run is now metered by the host from its start. The number is not reused.
+
+	// OpCPUTime returns the interpreter's CPU time: the time its requests ran, less the time
+	// they waited in the host. Header {}. Response {"ns"}. (time.process_time: wasi-libc's
+	// clock() is the monotonic clock since libc started, in the process that took the image.)
+	OpCPUTime = 11
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -95,6 +100,7 @@ func Prelude() string {
 	consts := map[string]any{
 		"OP_CALLBACK_START":       OpCallbackStart,
 		"OP_WAIT":                 OpWait,
+		"OP_CPU_TIME":             OpCPUTime,
 		"OP_CALLBACK_CANCEL":      OpCallbackCancel,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
