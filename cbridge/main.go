@@ -126,11 +126,11 @@ func goVFSStats(h C.longlong) C.uintptr_t {
 // newInstance creates a sandbox or session. It owns the references to the two callables (NULL
 // for None): the hooks keep them, and release them if creation fails.
 func newInstance(rtHandle C.longlong, config *C.char, size C.Py_ssize_t, vfsHandle C.longlong,
-	onOutput, onCallback *C.PyObject, create func(*goeryx.Runtime, *goeryx.Config, *goeryx.VFS, goeryx.Hooks) (any, error),
+	onOutput, onCallback *C.PyObject, create func(owner, *goeryx.Config, *goeryx.VFS, goeryx.Hooks) (any, error),
 ) C.uintptr_t {
 	hooks := &pyHooks{output: onOutput, callback: onCallback}
 	handle, err := func() (int64, error) {
-		rt, err := lookup[*goeryx.Runtime](rtHandle)
+		rt, err := lookupOwner(rtHandle, goBytes(config, size))
 		if err != nil {
 			return 0, err
 		}
@@ -162,8 +162,11 @@ func newInstance(rtHandle C.longlong, config *C.char, size C.Py_ssize_t, vfsHand
 //export goSandboxNew
 func goSandboxNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlong, onOutput, onCallback *C.PyObject) C.uintptr_t {
 	return newInstance(rt, config, size, vfs, onOutput, onCallback,
-		func(rt *goeryx.Runtime, cfg *goeryx.Config, store *goeryx.VFS, hooks goeryx.Hooks) (any, error) {
-			return rt.NewSandbox(cfg, store, hooks)
+		func(o owner, cfg *goeryx.Config, store *goeryx.VFS, hooks goeryx.Hooks) (any, error) {
+			if o.factory != nil {
+				return o.factory.NewSandbox(cfg, store, hooks, o.sitePackages)
+			}
+			return o.rt.NewSandbox(cfg, store, hooks)
 		})
 }
 
@@ -247,8 +250,11 @@ func goSandboxClose(h C.longlong) C.uintptr_t {
 //export goSessionNew
 func goSessionNew(rt C.longlong, config *C.char, size C.Py_ssize_t, vfs C.longlong, onOutput, onCallback *C.PyObject) C.uintptr_t {
 	return newInstance(rt, config, size, vfs, onOutput, onCallback,
-		func(rt *goeryx.Runtime, cfg *goeryx.Config, store *goeryx.VFS, hooks goeryx.Hooks) (any, error) {
-			return rt.NewSession(context.Background(), cfg, store, hooks)
+		func(o owner, cfg *goeryx.Config, store *goeryx.VFS, hooks goeryx.Hooks) (any, error) {
+			if o.factory != nil {
+				return o.factory.NewSession(context.Background(), cfg, store, hooks, o.sitePackages)
+			}
+			return o.rt.NewSession(context.Background(), cfg, store, hooks)
 		})
 }
 
@@ -338,6 +344,8 @@ func goHandleFree(h C.longlong) C.uintptr_t {
 		obj.Close()
 	case *cancelToken:
 		obj.cancel()
+	case *goeryx.Factory:
+		obj.Close()
 	}
 	return done(func(module *C.PyObject) *C.PyObject {
 		if e.hooks != nil {

@@ -822,6 +822,89 @@ handle_free(PyObject *module, PyObject *h)
     return call_handle(module, h, goHandleFree);
 }
 
+/* ---- SandboxFactory (API.md §10): sandbox_new and session_new take a factory handle in
+ * place of the runtime's. spec is a JSON object (cbridge/factory.go). ---- */
+
+PyDoc_STRVAR(factory_new_doc,
+"factory_new($module, rt, spec, /)\n--\n\nRuntime.NewFactory; returns a handle.");
+
+static PyObject *
+factory_new(PyObject *module, PyObject *args)
+{
+    return call_handle_str(module, args, "LO&:factory_new", goFactoryNew);
+}
+
+PyDoc_STRVAR(factory_load_doc,
+"factory_load($module, rt, spec, /)\n--\n\nRuntime.LoadFactory; returns a handle.");
+
+static PyObject *
+factory_load(PyObject *module, PyObject *args)
+{
+    return call_handle_str(module, args, "LO&:factory_load", goFactoryLoad);
+}
+
+PyDoc_STRVAR(factory_from_bytes_doc,
+"factory_from_bytes($module, rt, data, spec, /)\n--\n\n"
+"Runtime.FactoryFromBytes; data is any bytes-like object.");
+
+static PyObject *
+factory_from_bytes(PyObject *module, PyObject *args)
+{
+    long long rt;
+    Py_buffer data;
+    utf8_arg spec;
+    uintptr_t done;
+
+    if (!PyArg_ParseTuple(args, "Ly*O&:factory_from_bytes", &rt, &data, to_utf8, &spec)) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    done = goFactoryFromBytes(rt, data.buf, data.len, (char *)spec.s, spec.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return goFinish(module, done);
+}
+
+PyDoc_STRVAR(factory_to_bytes_doc, "factory_to_bytes($module, h, /)\n--\n\nFactory.Bytes.");
+
+static PyObject *
+factory_to_bytes(PyObject *module, PyObject *h)
+{
+    return call_handle(module, h, goFactoryToBytes);
+}
+
+PyDoc_STRVAR(factory_size_doc, "factory_size($module, h, /)\n--\n\nlen(Factory.Bytes()).");
+
+static PyObject *
+factory_size(PyObject *module, PyObject *h)
+{
+    return call_handle(module, h, goFactorySize);
+}
+
+PyDoc_STRVAR(factory_save_doc, "factory_save($module, h, path, /)\n--\n\nFactory.Save.");
+
+static PyObject *
+factory_save(PyObject *module, PyObject *args)
+{
+    return call_handle_str(module, args, "LO&:factory_save", goFactorySave);
+}
+
+PyDoc_STRVAR(factory_imports_doc, "factory_imports($module, h, /)\n--\n\nFactory.Imports.");
+
+static PyObject *
+factory_imports(PyObject *module, PyObject *h)
+{
+    return call_handle(module, h, goFactoryImports);
+}
+
+PyDoc_STRVAR(factory_close_doc, "factory_close($module, h, /)\n--\n\nFactory.Close.");
+
+static PyObject *
+factory_close(PyObject *module, PyObject *h)
+{
+    return call_handle(module, h, goFactoryClose);
+}
+
 static PyMethodDef eryx_methods[] = {
     {"open_runtime", open_runtime, METH_VARARGS, open_runtime_doc},
     {"guest_python_version", guest_python_version, METH_O, guest_python_version_doc},
@@ -844,6 +927,14 @@ static PyMethodDef eryx_methods[] = {
     {"session_execution_count", session_execution_count, METH_O, session_execution_count_doc},
     {"session_close", session_close, METH_O, session_close_doc},
     {"handle_free", handle_free, METH_O, handle_free_doc},
+    {"factory_new", factory_new, METH_VARARGS, factory_new_doc},
+    {"factory_load", factory_load, METH_VARARGS, factory_load_doc},
+    {"factory_from_bytes", factory_from_bytes, METH_VARARGS, factory_from_bytes_doc},
+    {"factory_to_bytes", factory_to_bytes, METH_O, factory_to_bytes_doc},
+    {"factory_size", factory_size, METH_O, factory_size_doc},
+    {"factory_save", factory_save, METH_VARARGS, factory_save_doc},
+    {"factory_imports", factory_imports, METH_O, factory_imports_doc},
+    {"factory_close", factory_close, METH_O, factory_close_doc},
     {"token_new", token_new, METH_NOARGS, token_new_doc},
     {"token_cancel", token_cancel, METH_O, token_cancel_doc},
     {NULL, NULL, 0, NULL},

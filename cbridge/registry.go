@@ -48,7 +48,7 @@ func lookup[T any](h C.longlong) (T, error) {
 	return zero, errInvalidHandle
 }
 
-// unregister removes h. Only VFS, sandbox, session and cancel-token handles can be freed: the
+// unregister removes h. Only VFS, sandbox, session, factory and cancel-token handles can be freed: the
 // runtime is opened once per process and lives as long as it.
 func unregister(h int64) (*entry, error) {
 	handles.Lock()
@@ -58,7 +58,7 @@ func unregister(h int64) (*entry, error) {
 		return nil, errInvalidHandle
 	}
 	switch e.obj.(type) {
-	case *goeryx.VFS, *goeryx.Sandbox, *goeryx.Session, *cancelToken:
+	case *goeryx.VFS, *goeryx.Sandbox, *goeryx.Session, *goeryx.Factory, *cancelToken:
 	default:
 		return nil, errInvalidHandle
 	}

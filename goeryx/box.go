@@ -35,9 +35,28 @@ type box struct {
 	net *gnet.Options
 	// callbacksInFlight counts this box's callbacks whose host function is still running.
 	callbacksInFlight atomic.Int64
+	// fac, when not nil, is the factory image its interpreters start from (factory.go), with
+	// pkgs mounted read-only at SitePackagesPath; ownsImage: the box holds a reference to it.
+	fac       *factoryImage
+	pkgs      vfs.Volume
+	ownsImage bool
 }
 
 func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
+	return newBoxWithImage(rt, cfg, store, hooks, nil, nil)
+}
+
+// pool hands out the memories of the box's interpreters: the factory's image or the runtime's.
+func (b *box) pool() *memoryPool {
+	if b.fac != nil {
+		return b.fac.pool
+	}
+	return b.rt.memory
+}
+
+// newBoxWithImage is newBox for interpreters that start from a factory image (fac, nil for
+// the runtime's) with its packages pkgs; on success the box owns pkgs.
+func newBoxWithImage(rt *Runtime, cfg *Config, store *VFS, hooks Hooks, fac *factoryImage, pkgs vfs.Volume) (*box, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -47,7 +66,7 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 	if err := validateMounts(cfg); err != nil {
 		return nil, err
 	}
-	b := &box{rt: rt, cfg: *cfg, hooks: hooks, store: store, callbacks: map[string]int{}}
+	b := &box{rt: rt, cfg: *cfg, hooks: hooks, store: store, callbacks: map[string]int{}, fac: fac, pkgs: pkgs}
 	b.mountPath = cfg.VFSMountPath
 	if b.mountPath == "" {
 		b.mountPath = DefaultVFSMountPath
@@ -67,7 +86,11 @@ func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
 		if b.memLimit > maxWasm32Memory {
 			b.memLimit = maxWasm32Memory
 		}
-		if need := rt.ImageBytes(); b.memLimit-b.memLimit%wasmPageSize < need {
+		need := rt.ImageBytes()
+		if fac != nil {
+			need = uint64(len(fac.image))
+		}
+		if b.memLimit-b.memLimit%wasmPageSize < need {
 			return nil, initError("max_memory_bytes=%d is below the %d bytes the guest interpreter needs to start", *m, need)
 		}
 	}
@@ -171,7 +194,7 @@ func (b *box) newInterpreter(ctx context.Context, fuel bool) (*instance, error) 
 
 // startInterpreter instantiates ic from the runtime's image and configures the interpreter.
 func (b *box) startInterpreter(ctx context.Context, ic *instanceConfig) (*instance, error) {
-	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
+	inst, err := b.rt.instantiate(ctx, ic, b.pool())
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}

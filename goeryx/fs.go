@@ -133,6 +133,12 @@ func (b *box) mounts() ([]mount, error) {
 		return store.store.FS(o)
 	}
 	ms := []mount{{view: fixedView(b.root), guestPath: "/"}, {view: storeView, guestPath: b.mountPath}}
+	if b.pkgs != nil { // a factory's packages (factory.go)
+		if err := b.pkgs.Check(); err != nil {
+			return nil, initError("the factory's packages are gone: %v", err)
+		}
+		ms = append(ms, mount{view: b.pkgs.View, guestPath: SitePackagesPath})
+	}
 	if b.scratch {
 		scratch := b.newPrivateStore()
 		ms = append(ms, mount{view: func(poll func()) experimentalsys.FS {
@@ -163,6 +169,9 @@ func (b *box) newPrivateStore() *VFS {
 // still there) and builds the root listing.
 func (b *box) openFilesystems() error {
 	dirs := []string{abi.GuestStdlibDir, b.mountPath}
+	if b.pkgs != nil {
+		dirs = append(dirs, SitePackagesPath)
+	}
 	var files []string
 	for _, v := range b.cfg.Volumes {
 		vol, err := vfs.OpenVolume(v.HostPath, b.fileOptions(v.ReadOnly))
@@ -203,4 +212,17 @@ func (b *box) closeFilesystems() {
 		_ = v.Close()
 	}
 	b.volumes = nil
+	b.closeFactory()
+}
+
+// closeFactory releases the factory's packages and image (once).
+func (b *box) closeFactory() {
+	if b.pkgs != nil {
+		_ = b.pkgs.Close()
+		b.pkgs = nil
+	}
+	if b.ownsImage {
+		b.ownsImage = false
+		b.fac.release()
+	}
 }

@@ -234,7 +234,7 @@ func (b *box) toFuelModule(ctx context.Context, old *instance, timeoutMS *int64)
 	if err != nil {
 		return nil, runOutcome{err: asError(err)}
 	}
-	inst, err := b.rt.instantiate(ctx, ic, b.rt.memory)
+	inst, err := b.rt.instantiate(ctx, ic, b.pool())
 	if err != nil {
 		return nil, runOutcome{err: initError("failed to start guest interpreter: %v", err)}
 	}

@@ -81,6 +81,8 @@ type Runtime struct {
 	cacheDir string
 	logf     func(format string, args ...any)
 	fuel     fuelModule
+	// imageKey identifies what the image depends on: factory files record it (factory.go).
+	imageKey string
 
 	mu     sync.Mutex
 	closed bool
@@ -138,6 +140,7 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 		modKey = newCacheKey("goeryx module, not instrumented", modKey.String())
 	}
 	imgKey := imageCacheKey(modKey, &rt.manifest)
+	rt.imageKey = imgKey.String()
 	s.since("manifest, cache keys", t)
 
 	// stdlib.zip and the image load while the module compiles.

@@ -35,6 +35,11 @@ func (rt *Runtime) NewSession(ctx context.Context, cfg *Config, store *VFS, hook
 	if err != nil {
 		return nil, err
 	}
+	return newSession(ctx, b)
+}
+
+// newSession starts the session of box b (which it owns from then on, even on failure).
+func newSession(ctx context.Context, b *box) (*Session, error) {
 	if b.store == nil {
 		b.store = b.newPrivateStore() // outlives reset()
 	}

@@ -8,7 +8,7 @@ recommended; every test then gets a default timeout of ``DEFAULT_TIMEOUT_S``
 seconds, method "thread", unless it carries its own ``@pytest.mark.timeout``).
 
 ``test_later_<topic>.py`` files specify features of the contract that are not built yet
-(networking §3.3–3.4 and SandboxFactory §10, the next issues): they are not collected until
+(networking §3.3–3.4, the next issue): they are not collected until
 their topic is enabled, by adding it to ``ENABLED_LATER`` below (when the feature lands, rename
 the file to ``test_<topic>.py``) or through the environment variable ``ERYX_TEST_LATER`` (a
 comma-separated list of topics, or ``all``), e.g. ``ERYX_TEST_LATER=network pytest tests/``.

@@ -61,7 +61,9 @@ FUNCTIONS = {
     "vfs_remove", "vfs_stats", "sandbox_new", "sandbox_execute", "sandbox_close", "session_new",
     "session_execute", "session_reset", "session_clear_state", "session_snapshot",
     "session_restore", "session_set_limits", "session_execution_count", "session_close",
-    "handle_free", "token_new", "token_cancel",
+    "handle_free", "token_new", "token_cancel", "factory_new", "factory_load",
+    "factory_from_bytes", "factory_to_bytes", "factory_size", "factory_save", "factory_imports",
+    "factory_close",
 }
 BIG_HANDLE = 2**62
 
@@ -234,6 +236,14 @@ HANDLE_CALLS = {
     "session_execution_count": lambda h: _eryx.session_execution_count(h),
     "session_close": lambda h: _eryx.session_close(h),
     "handle_free": lambda h: _eryx.handle_free(h),
+    "factory_new(rt)": lambda h: _eryx.factory_new(h, "{}"),
+    "factory_load(rt)": lambda h: _eryx.factory_load(h, '{"path": "/nonexistent"}'),
+    "factory_from_bytes(rt)": lambda h: _eryx.factory_from_bytes(h, b"x", "{}"),
+    "factory_to_bytes": lambda h: _eryx.factory_to_bytes(h),
+    "factory_size": lambda h: _eryx.factory_size(h),
+    "factory_save": lambda h: _eryx.factory_save(h, "/nonexistent/f"),
+    "factory_imports": lambda h: _eryx.factory_imports(h),
+    "factory_close": lambda h: _eryx.factory_close(h),
 }
 
 # Calls that take a VFS handle (so a VFS handle is of the right kind for them).
@@ -925,3 +935,36 @@ def test_cancel_token_lifecycle():
     for fn in (_eryx.token_cancel, _eryx.handle_free):
         with pytest.raises(ValueError, match="invalid or closed eryx handle"):
             fn(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# SandboxFactory (API.md §10)
+
+
+@needs_runtime
+def test_factory_handles(rt, tmp_path):
+    with pytest.raises(_eryx.Error) as info:
+        _eryx.factory_new(rt, "not json")
+    kind, message, _ = info.value.args
+    assert kind == "value" and message.startswith("invalid factory specification: ")
+    f = _eryx.factory_new(rt, json.dumps({"imports": ["decimal"]}))
+    try:
+        assert _eryx.factory_imports(f) == ["decimal"]
+        data = _eryx.factory_to_bytes(f)
+        assert _eryx.factory_size(f) == len(data)
+        # sandbox_new and session_new take a factory handle in place of the runtime's
+        sb = _eryx.sandbox_new(f, config(), 0, None, None)
+        out = _eryx.sandbox_execute(sb, "import sys\nprint('decimal' in sys.modules)")
+        assert out[0] == "True"
+        _eryx.handle_free(sb)
+        g = _eryx.factory_from_bytes(rt, memoryview(data), "{}")
+        _eryx.factory_save(g, str(tmp_path / "f"))
+        assert (tmp_path / "f").read_bytes() == data
+        _eryx.factory_close(g)
+        with pytest.raises(_eryx.Error, match="SandboxFactory is closed"):
+            _eryx.factory_to_bytes(g)
+        _eryx.handle_free(g)
+    finally:
+        _eryx.handle_free(f)
+    with pytest.raises(ValueError, match=INVALID):
+        _eryx.factory_size(f)

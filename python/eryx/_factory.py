@@ -1,22 +1,23 @@
-"""SandboxFactory (API.md §10).
-
-TODO(lead): the engine and bridge have no factory support yet. Only argument validation,
-``close``/``closed``/``repr`` and the lifecycle are implemented; building, saving, loading and
-``create_sandbox`` raise ``NotImplementedError``.
-"""
+"""SandboxFactory (API.md §10): packages and pre-imported modules captured in a memory image,
+built by the engine (goeryx/factory.go, goeryx/internal/factory)."""
 
 from __future__ import annotations
 
+import json
 import os
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
+from ._handle import Handle
+from ._runner import created_from
+from ._runtime import call, require_native, runtime
 from ._sandbox import Sandbox
+from ._session import Session
 from ._validate import check_bool, check_bytes_like, check_path, type_name
 
 __all__ = ["SandboxFactory"]
 
-_NOT_YET = "SandboxFactory.{} is not implemented yet"
+_CLOSED = "SandboxFactory is closed"
 
 
 def _check_imports(imports: object) -> list[str]:
@@ -50,30 +51,30 @@ def _check_site_packages(site_packages: object) -> str | None:
 
 class SandboxFactory:
     """Builds a runtime with extra packages and pre-imported modules, and creates sandboxes
-    from it.
+    (and sessions) whose interpreters start from the captured state.
 
-    Warning:
-        Not functional in goeryx 0.1.0: the constructor validates its arguments, and
-        ``create_sandbox``, ``save``, ``load``, ``from_bytes``, ``to_bytes`` and
-        ``size_bytes`` raise ``NotImplementedError``. The description below is the planned
-        behaviour.
-
-    The packages are copied into a private directory owned by goeryx and mounted read-only at
-    ``/site-packages`` (on ``sys.path``) in every sandbox the factory creates; the modules in
-    ``imports`` are imported once and the interpreter state captured, so importing them in a
-    sandbox is instant.
+    The packages are copied into a private directory owned by goeryx (caller files are only
+    read) and mounted read-only at ``/site-packages`` (on ``sys.path``, ``.pth`` files honoured)
+    in every sandbox and session the factory creates; the modules in ``imports`` are imported
+    once and the interpreter's memory captured, so that a sandbox from the factory starts as
+    fast as a plain ``Sandbox`` and importing them is instant.
 
     Args:
         site_packages: A directory added as a site-packages tree (copied, never written).
         packages: Paths of pure-Python or WASI wheels (``.whl``), ``.tar.gz``/``.tgz``
-            archives (extracted as is, no build step) or directories.
+            archives (extracted as is, no build step) or directories (one with
+            ``__init__.py`` is a package, any other a site-packages tree).
         imports: Dotted module names to pre-import.
-        cache: Share the compiled state between identical factories in this process.
+        cache: Share the captured state between identical factories in this process.
 
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: A path contains NUL or a module name is not a dotted identifier.
+        InitializationError: A package is missing, unsafe or for another platform, or a
+            pre-import failed (API.md §10).
     """
+
+    _handle: Handle | None = None
 
     def __init__(
         self,
@@ -83,12 +84,28 @@ class SandboxFactory:
         imports: list[str] | tuple[str, ...] | None = None,
         cache: bool = False,
     ) -> None:
-        self._site_packages = _check_site_packages(site_packages)
-        self._packages = _check_packages(packages)
-        self._imports = _check_imports(imports)
-        self._cache = bool(check_bool("cache", cache))
-        self._closed = False
-        # TODO(lead): build the runtime through the bridge.
+        site = _check_site_packages(site_packages)
+        pkgs = _check_packages(packages)
+        mods = _check_imports(imports)
+        use_cache = bool(check_bool("cache", cache))
+        spec = {"site_packages": site or "", "packages": pkgs, "imports": mods, "cache": use_cache}
+        require_native()
+        from . import _eryx
+
+        self._init(call(_eryx.factory_new, runtime(), json.dumps(spec)))
+
+    def _init(self, handle: int) -> None:
+        from . import _eryx
+
+        self._size: int | None = None
+        self._handle = Handle(handle, lambda h: call(_eryx.factory_close, h))
+        self._imports: list[str] = list(call(_eryx.factory_imports, handle))
+
+    @classmethod
+    def _from_handle(cls, handle: int) -> SandboxFactory:
+        self = cls.__new__(cls)
+        self._init(handle)
+        return self
 
     @classmethod
     def load(
@@ -100,18 +117,25 @@ class SandboxFactory:
     ) -> SandboxFactory:
         """Reload a factory saved with ``save``, validating its header immediately.
 
+
         Args:
             path: The file written by ``save``.
-            site_packages: A directory that replaces the saved package directory.
+            site_packages: A directory mounted read-only, as is, instead of the saved
+                package files.
             cache: As for the constructor.
 
         Raises:
-            NotImplementedError: Always, in this release.
+            InitializationError: The file is missing, unreadable, not a goeryx factory file,
+                damaged, or made by an incompatible goeryx.
         """
-        check_path("path", path)
-        _check_site_packages(site_packages)
-        check_bool("cache", cache)
-        raise NotImplementedError(_NOT_YET.format("load"))
+        file = check_path("path", path)
+        site = _check_site_packages(site_packages)
+        use_cache = bool(check_bool("cache", cache))
+        require_native()
+        from . import _eryx
+
+        spec = {"path": file, "site_packages": site or "", "cache": use_cache}
+        return cls._from_handle(call(_eryx.factory_load, runtime(), json.dumps(spec)))
 
     @classmethod
     def from_bytes(
@@ -125,29 +149,48 @@ class SandboxFactory:
 
         Args:
             data: Bytes-like output of ``to_bytes``.
-            site_packages: A directory that replaces the saved package directory.
+            site_packages: A directory mounted read-only, as is, instead of the saved
+                package files.
             cache: As for the constructor.
 
         Raises:
-            NotImplementedError: Always, in this release.
+            InitializationError: As for ``load``.
         """
-        check_bytes_like("data", data)
-        _check_site_packages(site_packages)
-        check_bool("cache", cache)
-        raise NotImplementedError(_NOT_YET.format("from_bytes"))
+        buffer = check_bytes_like("data", data)
+        site = _check_site_packages(site_packages)
+        use_cache = bool(check_bool("cache", cache))
+        require_native()
+        from . import _eryx
+
+        spec = {"site_packages": site or "", "cache": use_cache}
+        handle = call(_eryx.factory_from_bytes, runtime(), buffer, json.dumps(spec))
+        return cls._from_handle(handle)
+
+    def _use(self) -> Any:
+        assert self._handle is not None
+        return self._handle.use(_CLOSED)
 
     @property
     def size_bytes(self) -> int:
-        """``len(to_bytes())`` (not implemented in this release)."""
-        raise NotImplementedError(_NOT_YET.format("size_bytes"))
+        """``len(to_bytes())``."""
+        from . import _eryx
+
+        if self._size is None:
+            with self._use() as h:
+                self._size = int(call(_eryx.factory_size, h))
+        return self._size
 
     def to_bytes(self) -> bytes:
         """Return a self-contained artifact: header, captured state and package files.
 
-        Raises:
-            NotImplementedError: Always, in this release.
+        The same factory always gives the same bytes.
         """
-        raise NotImplementedError(_NOT_YET.format("to_bytes"))
+        from . import _eryx
+
+        with self._use() as h:
+            data = bytes(call(_eryx.factory_to_bytes, h))
+        self._size = len(data)
+        return data
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``to_bytes()`` to ``path`` atomically (a temporary file, then a rename).
@@ -156,31 +199,52 @@ class SandboxFactory:
             path: The destination file.
 
         Raises:
-            NotImplementedError: Always, in this release.
+            InitializationError: The file cannot be written.
         """
-        check_path("path", path)
-        raise NotImplementedError(_NOT_YET.format("save"))
+        from . import _eryx
+
+        file = check_path("path", path)
+        with self._use() as h:
+            call(_eryx.factory_save, h, file)
 
     def create_sandbox(self, **kwargs: Any) -> Sandbox:
-        """Create a ``Sandbox`` that runs on this factory's runtime.
+        """Create a ``Sandbox`` whose interpreters start from this factory's captured state.
 
         Args:
-            **kwargs: Every ``Sandbox`` argument, plus ``site_packages=`` to replace the
-                package directory.
+            **kwargs: Every ``Sandbox`` argument, plus ``site_packages=`` to mount another
+                package directory (read-only, as is) instead of the factory's.
 
         Raises:
-            NotImplementedError: Always, in this release.
+            ValueError: The factory is closed, or a volume overlaps ``/site-packages``.
         """
-        raise NotImplementedError(_NOT_YET.format("create_sandbox"))
+        site = _check_site_packages(kwargs.pop("site_packages", None))
+        with self._use() as h, created_from(h, site):
+            return Sandbox(**kwargs)
+
+    def create_session(self, **kwargs: Any) -> Session:
+        """Create a ``Session`` whose interpreter starts from this factory's captured state;
+        its ``reset()`` and ``clear_state()`` return to that state.
+
+        Args:
+            **kwargs: Every ``Session`` argument, plus ``site_packages=`` as for
+                ``create_sandbox``.
+
+        Raises:
+            ValueError: The factory is closed, or a mount overlaps ``/site-packages``.
+        """
+        site = _check_site_packages(kwargs.pop("site_packages", None))
+        with self._use() as h, created_from(h, site):
+            return Session(**kwargs)
 
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called (read-only)."""
-        return self._closed
+        return self._handle is None or self._handle.closed
 
     def close(self) -> None:
         """Free cached state; sandboxes already created keep working. Idempotent."""
-        self._closed = True
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> Self:
         return self
@@ -193,10 +257,22 @@ class SandboxFactory:
     ) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        try:
+            if self._handle is not None:
+                self._handle.finalize()
+        except BaseException:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
     def __repr__(self) -> str:
-        # TODO(lead): size_bytes once the factory is built by the engine.
-        text = f"SandboxFactory(size_bytes=0, imports={self._imports!r}"
-        return text + (", closed=True)" if self._closed else ")")
+        size = self._size
+        if size is None and not self.closed:
+            try:
+                size = self.size_bytes
+            except Exception:  # noqa: BLE001 - closed meanwhile
+                size = None
+        text = f"SandboxFactory(size_bytes={size or 0}, imports={self._imports!r}"
+        return text + (", closed=True)" if self.closed else ")")
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         raise TypeError("cannot pickle 'SandboxFactory' object")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, NoReturn, Self
 
@@ -18,7 +19,22 @@ from ._validate import check_code, check_stdin
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "created_from"]
+
+# The engine object a Sandbox or Session is being created from on this thread, when not the
+# runtime: (factory handle, site_packages or None), set by SandboxFactory.create_sandbox.
+_creating = threading.local()
+
+
+@contextmanager
+def created_from(handle: int, site_packages: str | None) -> Iterator[None]:
+    """Sandboxes and Sessions constructed in this block (on this thread) come from the
+    factory ``handle`` (API.md §10)."""
+    _creating.owner = (handle, site_packages)
+    try:
+        yield
+    finally:
+        _creating.owner = None
 
 _OnOutput = Callable[[int, str], None]
 _OnCallback = Callable[[int, str, int], tuple[str, str]]
@@ -46,14 +62,18 @@ class Runner:
         hooks = self._hooks = Hooks(
             self._kind, config.callbacks, config.on_stdout, config.on_stderr
         )
-        rt = runtime()
+        owner = getattr(_creating, "owner", None)
+        rt = runtime() if owner is None else owner[0]
+        data = config.to_json()
+        if owner is not None and owner[1] is not None:  # create_sandbox(site_packages=...)
+            data = json.dumps({**json.loads(data), "site_packages": owner[1]}).encode()
         on_output = hooks.on_output if hooks.streams else None
         on_callback = hooks.on_callback if config.callbacks else None
         if config.vfs is None:
-            handle = call(new, rt, config.to_json(), 0, on_output, on_callback)
+            handle = call(new, rt, data, 0, on_output, on_callback)
         else:
             with config.vfs._handle.use("VfsStorage is closed") as vfs_handle:
-                handle = call(new, rt, config.to_json(), vfs_handle, on_output, on_callback)
+                handle = call(new, rt, data, vfs_handle, on_output, on_callback)
         # The closer must not reference self (see _dispatch.Hooks).
         self._handle = Handle(handle, lambda h: call(close, h))
 

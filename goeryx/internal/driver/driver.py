@@ -954,6 +954,40 @@ def _prepare(header, payload):
     return {"ok": True}
 
 
+def _prepare_packages(header, payload):
+    """A SandboxFactory's image (API.md §10), on a copy of the runtime's: its packages (mounted
+    read-only at header["path"]) join sys.path with their .pth files, then its imports run."""
+    import gc
+    import importlib
+    import site
+
+    site.addsitedir(header["path"])
+    importlib.invalidate_caches()
+    for name in header.get("imports") or ():
+        try:
+            __import__(name)
+        except BaseException as e:  # ExecutionInterrupted included: the host classifies it
+            if isinstance(e, ExecutionInterrupted):
+                raise
+            return {"ok": False, "module": name, "error": "%s: %s" % (_type_name(type(e)), e)}
+    gc.collect()
+    gc.freeze()
+    return {"ok": True}
+
+
+def _compile_packages(header, payload):
+    """A SandboxFactory's staged packages, mounted writable at header["path"] for this request
+    only: compile their modules (not their tests) to hash-checked bytecode, in place. Sources
+    that do not compile are left to fail at import, as in CPython."""
+    import compileall
+    import py_compile
+    import re
+
+    compileall.compile_dir(header["path"], quiet=2, workers=1, rx=re.compile(r"/tests?/"),
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    return {"ok": True}
+
+
 _HANDLERS = {
     REQ_CONFIGURE: _configure,  # noqa: F821
     REQ_RUN: _run,  # noqa: F821
@@ -961,6 +995,8 @@ _HANDLERS = {
     REQ_SNAPSHOT: _snapshot,  # noqa: F821
     REQ_RESTORE: _restore,  # noqa: F821
     REQ_PREPARE: _prepare,  # noqa: F821
+    REQ_PREPARE_PACKAGES: _prepare_packages,  # noqa: F821
+    REQ_COMPILE_PACKAGES: _compile_packages,  # noqa: F821
     REQ_OPEN_FDS: _open_fds,  # noqa: F821
     REQ_HOLD_FDS: _hold_fds,  # noqa: F821
 }

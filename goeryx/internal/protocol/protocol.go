@@ -69,6 +69,10 @@ const (
 	ReqSnapshot   = "snapshot"
 	ReqRestore    = "restore"
 	ReqPrepare    = "prepare"
+	// ReqCompilePackages and ReqPreparePackages build a factory (goeryx/factory.go): the
+	// first compiles its staged packages, the second imports them before its image is taken.
+	ReqCompilePackages = "compile_packages"
+	ReqPreparePackages = "prepare_packages"
 	// ReqOpenFds and ReqHoldFds carry a session's open descriptors over when its memory moves
 	// to another instance (fuel metering starts): the old instance lists them, the new one
 	// occupies their numbers with placeholders.
@@ -137,6 +141,8 @@ func Prelude() string {
 		"REQ_SNAPSHOT":            ReqSnapshot,
 		"REQ_RESTORE":             ReqRestore,
 		"REQ_PREPARE":             ReqPrepare,
+		"REQ_PREPARE_PACKAGES":    ReqPreparePackages,
+		"REQ_COMPILE_PACKAGES":    ReqCompilePackages,
 		"REQ_OPEN_FDS":            ReqOpenFds,
 		"REQ_HOLD_FDS":            ReqHoldFds,
 		"MAX_RESULT_JSON_BYTES":   MaxResultJSONBytes,
