@@ -100,34 +100,64 @@ func (k cacheKey) String() string { return fmt.Sprintf("%x", k[:16]) }
 // errCacheMiss: no file for the key.
 var errCacheMiss = errors.New("not cached")
 
-// diskCache is the start-up cache in one directory. A nil *diskCache caches nothing.
+// diskCache is the start-up cache in one directory, over an optional read-only one (the
+// precompiled files of the runtime, precompiled.go). A nil *diskCache caches nothing.
 type diskCache struct {
-	dir string
+	dir string // "" if only ro is read (nothing is stored)
+	ro  string // "" if none
 }
 
-// openDiskCache returns the cache under cacheDir, or nil if cacheDir is "" or unusable.
-func openDiskCache(cacheDir string) *diskCache {
-	if cacheDir == "" {
+// openDiskCache returns the cache under cacheDir over the startup files in precompiled (a
+// precompiled directory, "" = none), or nil if both are "" (or cacheDir is unusable and there
+// is no precompiled directory).
+func openDiskCache(cacheDir, precompiled string) *diskCache {
+	c := &diskCache{}
+	if precompiled != "" {
+		c.ro = filepath.Join(precompiled, cacheSubdir)
+	}
+	if cacheDir != "" {
+		dir := filepath.Join(cacheDir, cacheSubdir)
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			c.dir = dir
+		}
+	}
+	if c.dir == "" && c.ro == "" {
 		return nil
 	}
-	dir := filepath.Join(cacheDir, cacheSubdir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil
-	}
-	return &diskCache{dir: dir}
+	return c
 }
 
 func (c *diskCache) path(kind cacheKind, key cacheKey) string {
-	return filepath.Join(c.dir, cacheKindNames[kind]+"-"+key.String()+".bin")
+	return filepath.Join(c.dir, cacheFileName(kind, key))
 }
 
-// load returns the payload of the file for kind and key: errCacheMiss if there is none, another
-// error if it is damaged (the caller rebuilds it).
+func cacheFileName(kind cacheKind, key cacheKey) string {
+	return cacheKindNames[kind] + "-" + key.String() + ".bin"
+}
+
+// load returns the payload of the file for kind and key, from the cache or else the read-only
+// directory: errCacheMiss if neither has one, another error if the cache's is damaged (the
+// caller rebuilds it). A damaged read-only file is a miss.
 func (c *diskCache) load(kind cacheKind, key cacheKey) ([]byte, error) {
 	if c == nil {
 		return nil, errCacheMiss
 	}
-	path := c.path(kind, key)
+	var payload []byte
+	err := errCacheMiss
+	if c.dir != "" {
+		payload, err = loadCacheFile(c.path(kind, key), kind, key, true)
+	}
+	if errors.Is(err, errCacheMiss) && c.ro != "" {
+		if p, roErr := loadCacheFile(filepath.Join(c.ro, cacheFileName(kind, key)), kind, key, false); roErr == nil {
+			return p, nil
+		}
+	}
+	return payload, err
+}
+
+// loadCacheFile reads and checks one cache file; touch: refresh its mtime when old (its "last
+// used", for pruning).
+func loadCacheFile(path string, kind cacheKind, key cacheKey, touch bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errCacheMiss
@@ -160,7 +190,7 @@ func (c *diskCache) load(kind cacheKind, key cacheKey) ([]byte, error) {
 	if err := checkPayload(kind, payload); err != nil {
 		return nil, err
 	}
-	if time.Since(fi.ModTime()) > cacheTouchAfter {
+	if touch && time.Since(fi.ModTime()) > cacheTouchAfter {
 		now := time.Now()
 		_ = os.Chtimes(path, now, now)
 	}
@@ -231,7 +261,7 @@ func parseCacheHeader(hdr []byte, kind cacheKind, key cacheKey) (size int64, sum
 
 // store writes the file for kind and key atomically, then prunes the older files of the kind.
 func (c *diskCache) store(kind cacheKind, key cacheKey, payload []byte) error {
-	if c == nil {
+	if c == nil || c.dir == "" {
 		return nil
 	}
 	path := c.path(kind, key)
@@ -348,7 +378,7 @@ func pruneDir(dir, prefix, suffix, keep string, n int) {
 // lock takes the build lock for key, waiting at most cacheLockWait for another process (logf
 // says so after a second). The returned function releases it.
 func (c *diskCache) lock(key cacheKey, logf func(string, ...any)) func() {
-	if c == nil {
+	if c == nil || c.dir == "" {
 		return func() {}
 	}
 	f, err := os.OpenFile(filepath.Join(c.dir, key.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
