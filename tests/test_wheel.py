@@ -27,6 +27,17 @@ def _wheel() -> str:
     return wheels[0]
 
 
+def test_wheel_is_manylinux():
+    # build.sh: auditwheel's tag from the extension's glibc symbol versions (zig links for 2.17)
+    name = os.path.basename(_wheel())
+    assert "manylinux" in name and "linux_x86_64" not in name.replace("manylinux", ""), name
+    with zipfile.ZipFile(_wheel()) as whl:
+        wheel_meta = next(n for n in whl.namelist() if n.endswith(".dist-info/WHEEL"))
+        tags = [ln.split(": ", 1)[1] for ln in whl.read(wheel_meta).decode().splitlines()
+                if ln.startswith("Tag: ")]
+    assert tags and all("-abi3-manylinux" in t for t in tags), tags
+
+
 def test_wheel_carries_precompiled_guest():
     with zipfile.ZipFile(_wheel()) as whl:
         names = whl.namelist()
