@@ -154,7 +154,7 @@ class BuildExt(build_ext):
                 check=True,
             )
             picked = []
-            for kind in ("module", "image"):
+            for kind in ("module", "image", "code"):
                 names = [n for n in os.listdir(os.path.join(cache, "startup"))
                          if n.startswith(kind + "-") and n.endswith(".bin")]
                 if len(names) != 1:

@@ -28,6 +28,7 @@ import (
 //	<CacheDir>/startup/fuelmodule-<key>.bin  the fuel-instrumented module (fuel.go), once used
 //	<CacheDir>/startup/data-<key>.bin     its data segments (read only to build an image)
 //	<CacheDir>/startup/image-<key>.bin    the memory image of a booted interpreter
+//	<CacheDir>/startup/code-<key>.bin     the name of wazero's cache entry for the module
 //	<CacheDir>/startup/stamp-<key>.bin    "stdlib.zip at this path, with this inode, size, mtime
 //	                                       and ctime, had the manifest's SHA-256"
 //	<CacheDir>/startup/<key>.lock         held while one process builds what is missing
@@ -66,15 +67,18 @@ const (
 	kindData   cacheKind = 4
 	// kindFuelModule is the fuel-instrumented module (fuel.go), built on first use.
 	kindFuelModule cacheKind = 5
+	// kindCode is the name of wazero's cache entry for the module (precompiled.go), so that a
+	// start that links precompiled code need not hash the module for it.
+	kindCode cacheKind = 6
 )
 
 var cacheKindNames = map[cacheKind]string{kindModule: "module", kindImage: "image", kindStamp: "stamp", kindData: "data",
-	kindFuelModule: "fuelmodule"}
+	kindFuelModule: "fuelmodule", kindCode: "code"}
 
 // cacheMaxPayload bounds what load accepts (and allocates): wasm32 memory is at most 4 GiB.
 var cacheMaxPayload = map[cacheKind]int64{
 	kindModule: 1 << 30, kindImage: maxWasm32Memory, kindStamp: 4096, kindData: maxWasm32Memory,
-	kindFuelModule: 1 << 30,
+	kindFuelModule: 1 << 30, kindCode: 4096,
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 	_ "unsafe" // go:linkname
 
 	_ "github.com/tetratelabs/wazero" // links internal/platform, whose variable is named below
@@ -21,6 +23,7 @@ import (
 //
 //	<runtime dir>/precompiled/startup/module-<key>.bin   the instrumented module
 //	<runtime dir>/precompiled/startup/image-<key>.bin    the memory image
+//	<runtime dir>/precompiled/startup/code-<key>.bin     the name of the compiled code's entry
 //	<runtime dir>/precompiled/wazero-<version>/wazero-<version>-<arch>-<os>/<entry>
 //	                                                      wazero's compiled code for the module
 //
@@ -90,14 +93,31 @@ func wazeroCacheEntry(wasm []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// linkPrecompiledCode links the precompiled code for wasm, if precompiled (a precompiled
-// directory, "" = none) has it, into wazero's cache directory wzDir, unless wzDir has an entry
-// of that name already. It reports whether wzDir now links to the precompiled code.
-func linkPrecompiledCode(precompiled, wzDir string, wasm []byte) bool {
-	if precompiled == "" || wzDir == "" {
+// codeEntry returns wazeroCacheEntry(wasm), from the cache (a "code" file, keyed by the module
+// key, wazero's version and the CPU features) or else computed, and then stored: hashing the
+// module costs a start that links precompiled code about 10 ms, reading the name a few µs. The
+// wheel's precompiled directory carries the file.
+func codeEntry(cache *diskCache, modKey cacheKey, wasm []byte, s *startupInfo) string {
+	key := newCacheKey("goeryx wazero entry", modKey.String(), wazeroOwnVersion(), runtime.GOARCH,
+		fmt.Sprint(wazeroCPUFeatures))
+	if name := s.loadCached(cache, kindCode, key); name != nil {
+		return string(name)
+	}
+	t := time.Now()
+	name := wazeroCacheEntry(wasm)
+	s.since("code entry (hash module)", t)
+	_ = cache.store(kindCode, key, []byte(name))
+	return name
+}
+
+// linkPrecompiledCode links the precompiled code named name (wazeroCacheEntry), if precompiled
+// (a precompiled directory, "" = none) has it, into wazero's cache directory wzDir, unless wzDir
+// has an entry of that name already. It reports whether wzDir now links to the precompiled code.
+func linkPrecompiledCode(precompiled, wzDir, name string) bool {
+	if precompiled == "" || wzDir == "" || name == "" || strings.ContainsAny(name, `/\.`) {
 		return false
 	}
-	sub, name := wazeroCacheSubdir(), wazeroCacheEntry(wasm)
+	sub := wazeroCacheSubdir()
 	src, err := filepath.Abs(filepath.Join(precompiled, "wazero-"+wazeroVersion, sub, name))
 	if err != nil {
 		return false

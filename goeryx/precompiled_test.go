@@ -69,6 +69,9 @@ func precompiledRuntimeDir(t *testing.T) (string, []byte) {
 		require.NoError(t, copyFile(filepath.Join(testCacheDir(), cacheSubdir, name), filepath.Join(pre, cacheSubdir, name)))
 	}
 	wasm := mustReadCachedModule(t, rt, testCacheDir())
+	// The code file, as a cold start writes it (the test cache may predate it).
+	pc := &diskCache{dir: filepath.Join(pre, cacheSubdir)}
+	require.Equal(t, wazeroCacheEntry(wasm), codeEntry(pc, modKey, wasm, newStartupInfo(nil)))
 	code := filepath.Join("wazero-"+wazeroVersion, wazeroCacheSubdir(), wazeroCacheEntry(wasm))
 	require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(pre, code)), 0o755))
 	require.NoError(t, copyFile(filepath.Join(testCacheDir(), code), filepath.Join(pre, code)))
@@ -100,6 +103,9 @@ func TestOpenRuntimePrecompiled(t *testing.T) {
 	require.True(t, s.moduleCached, s.String())
 	require.True(t, s.imageCached, s.String())
 	require.True(t, s.codePrecompiled, s.String())
+	for _, step := range s.steps {
+		require.NotEqual(t, "code entry (hash module)", step.name, "the name comes from the code file")
+	}
 	requirePrints(t, rt)
 	require.Empty(t, largeFiles(t, cache))
 	require.NotContains(t, log.String(), "compiling")
@@ -143,27 +149,29 @@ func TestLinkPrecompiledCode(t *testing.T) {
 	src := filepath.Join(pre, "wazero-"+wazeroVersion, wazeroCacheSubdir(), wazeroCacheEntry(tinyModule))
 	dst := filepath.Join(wz, wazeroCacheSubdir(), wazeroCacheEntry(tinyModule))
 
-	require.False(t, linkPrecompiledCode(pre, wz, tinyModule), "nothing precompiled")
+	name := wazeroCacheEntry(tinyModule)
+	require.False(t, linkPrecompiledCode(pre, wz, name), "nothing precompiled")
 	require.NoError(t, os.MkdirAll(filepath.Dir(src), 0o755))
 	require.NoError(t, os.WriteFile(src, []byte("code"), 0o644))
-	require.False(t, linkPrecompiledCode(pre, wz, append([]byte{}, tinyModule[:len(tinyModule)-1]...)), "another module")
-	require.True(t, linkPrecompiledCode(pre, wz, tinyModule))
+	require.False(t, linkPrecompiledCode(pre, wz, wazeroCacheEntry(tinyModule[:len(tinyModule)-1])), "another module")
+	require.False(t, linkPrecompiledCode(pre, wz, "../"+name), "not a name")
+	require.True(t, linkPrecompiledCode(pre, wz, name))
 	target, err := os.Readlink(dst)
 	require.NoError(t, err)
 	require.Equal(t, src, target)
-	require.True(t, linkPrecompiledCode(pre, wz, tinyModule), "already linked")
+	require.True(t, linkPrecompiledCode(pre, wz, name), "already linked")
 
 	// A dangling link (the package was removed, then reinstalled elsewhere) is replaced.
 	require.NoError(t, os.Remove(dst))
 	require.NoError(t, os.Symlink(filepath.Join(pre, "gone"), dst))
-	require.True(t, linkPrecompiledCode(pre, wz, tinyModule))
+	require.True(t, linkPrecompiledCode(pre, wz, name))
 	target, _ = os.Readlink(dst)
 	require.Equal(t, src, target)
 
 	// The cache's own entry is kept.
 	require.NoError(t, os.Remove(dst))
 	require.NoError(t, os.WriteFile(dst, []byte("own"), 0o644))
-	require.False(t, linkPrecompiledCode(pre, wz, tinyModule))
+	require.False(t, linkPrecompiledCode(pre, wz, name))
 	own, _ := os.ReadFile(dst)
 	require.Equal(t, "own", string(own))
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), "*.tmp"))
