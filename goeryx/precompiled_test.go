@@ -103,6 +103,7 @@ func TestOpenRuntimePrecompiled(t *testing.T) {
 	require.True(t, s.moduleCached, s.String())
 	require.True(t, s.imageCached, s.String())
 	require.True(t, s.codePrecompiled, s.String())
+	t.Logf("first start from precompiled files:\n%s", s)
 	for _, step := range s.steps {
 		require.NotEqual(t, "code entry (hash module)", step.name, "the name comes from the code file")
 	}
