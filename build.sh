@@ -6,6 +6,13 @@
 #                      run a smoke test outside the source tree
 #   ./build.sh test    run the Go and Python test suites against that build, and build the
 #                      user documentation (mkdocs build --strict) into build/site
+#   ./build.sh sdist   also make the source distribution dist/goeryx-*.tar.gz
+#
+# The wheel is a manylinux wheel: its extension is linked by zig's C compiler (from PyPI)
+# against glibc $GOERYX_GLIBC (default 2.17), and auditwheel checks it and sets the tag.
+# GOERYX_ZIG=0 links with the system's C compiler instead (the wheel then needs this machine's
+# glibc, whatever auditwheel finds). The wheel carries the guest precompiled for this CPU
+# architecture (setup.py; GOERYX_PRECOMPILE=0 leaves it out).
 #
 # Everything downloaded is pinned and checksummed; a second run reuses the caches.
 set -euo pipefail
@@ -56,17 +63,68 @@ use_patched_wazero() {
     export "${setting?}"
 }
 
+# The C compiler of the extension: a wrapper around zig cc for glibc $GOERYX_GLIBC (a single
+# executable, as setuptools-golang runs `go env CC` as one).
+zig_cc() {
+    local cc=$ROOT/build/zig-cc zig
+    rm -f "$cc"-*
+    # The zig binary itself: pip's isolated build environment hides .venv's packages from
+    # Python, so `python -m ziglang` would not find it there.
+    zig=$("$VENV/bin/python" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
+    [ -x "$zig" ] || die "ziglang has no zig binary ($zig)"
+    mkdir -p build
+    # It drops setuptools-golang's -Wl,--unresolved-symbols=ignore-all, which zig's linker does
+    # not know: it leaves the undefined symbols of a shared library (Python's) to the loader
+    # anyway. -O2 (Go's default CGO_CFLAGS and CGO_LDFLAGS, which setuptools-golang replaces):
+    # without it zig cc compiles with UBSan and links its runtime, whose 256 KiB of
+    # thread-local storage a dlopened library cannot have.
+    printf '#!/bin/sh\nfor a do shift; [ "$a" = -Wl,--unresolved-symbols=ignore-all ] || set -- "$@" "$a"; done\nexec "%s" cc -target %s-linux-gnu.%s -O2 -fno-sanitize=all "$@"\n' \
+        "$zig" "$(uname -m)" "${GOERYX_GLIBC:-2.17}" > "$cc.tmp"
+    chmod +x "$cc.tmp"
+    # Named by its content: Go's build cache knows a C compiler by its path and version, not by
+    # what a wrapper passes it.
+    local named; named=$cc-$(sha256sum "$cc.tmp" | cut -c1-12)
+    mv "$cc.tmp" "$named"
+    echo "$named"
+}
+
 build_wheel() {
     log "wheel"
     rm -rf dist build/wheel-src
     # setuptools-golang copies the whole source tree into a temporary GOPATH: give it only
     # what the wheel is made of.
     mkdir -p build/wheel-src
-    cp -r go.mod go.sum setup.py pyproject.toml README.md goeryx cbridge python build/wheel-src/
-    (cd build/wheel-src && SETUPTOOLS_GOLANG_GOPATH=$(go env GOPATH) \
-        "$VENV/bin/python" -m pip wheel -q --no-deps --disable-pip-version-check -w "$ROOT/dist" .)
-    ls dist/goeryx-*.whl >/dev/null || die "no wheel was built"
+    cp -r go.mod go.sum setup.py pyproject.toml README.md LICENSE goeryx cbridge python build/wheel-src/
+    local cc=${CC:-}
+    if [ "${GOERYX_ZIG:-1}" != 0 ]; then
+        cc=$(zig_cc)
+        export ZIG_GLOBAL_CACHE_DIR=${ZIG_GLOBAL_CACHE_DIR:-$GOERYX_CACHE_DIR/zig}
+    fi
+    (cd build/wheel-src && if [ -n "$cc" ]; then export CC=$cc; fi &&
+        SETUPTOOLS_GOLANG_GOPATH=$(go env GOPATH) "$VENV/bin/python" -m pip wheel -q --no-deps --disable-pip-version-check -w "$ROOT/dist/raw" .)
+    local raw; raw=$(ls dist/raw/goeryx-*.whl) || die "no wheel was built"
+    # auditwheel: the most compatible manylinux tag the extension's symbol versions allow
+    # (it has no library to graft: only glibc's).
+    PATH="$VENV/bin:$PATH" "$VENV/bin/auditwheel" repair -w dist "$raw" > build/auditwheel.log 2>&1 \
+        || { cat build/auditwheel.log; die "auditwheel repair failed"; }
+    rm -rf dist/raw
+    "$VENV/bin/auditwheel" show dist/goeryx-*.whl 2>/dev/null | tr '\n' ' ' | sed 's/  */ /g' | fold -s -w 100 >&2; echo >&2
+    ls dist/goeryx-*manylinux*.whl >/dev/null 2>&1 || die "auditwheel made no manylinux wheel (build/auditwheel.log)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps dist/goeryx-*.whl
+}
+
+build_sdist() {
+    log "sdist"
+    rm -rf build/sdist-src dist/goeryx-*.tar.gz
+    mkdir -p build/sdist-src/python/eryx
+    # The tracked sources (no build outputs, no venv) and the guest runtime build_runtime copied.
+    git ls-files -z | grep -zv '^\(tests\|bench\|runtime\|docs\|third_party\|\.ci\)/' \
+        | xargs -0 cp --parents -t build/sdist-src
+    cp -r python/eryx/_runtime build/sdist-src/python/eryx/
+    rm -rf build/sdist-src/python/eryx/_runtime/precompiled
+    "$VENV/bin/python" -m build -q --sdist -o dist build/sdist-src > build/sdist.log 2>&1 \
+        || { cat build/sdist.log; die "the sdist failed"; }
+    ls dist/goeryx-*.tar.gz >&2
 }
 
 smoke() {
@@ -111,5 +169,6 @@ run_tests() {
 case "${1:-build}" in
     build) check_tools; setup_venv; build_runtime; use_patched_wazero; build_wheel; smoke ;;
     test) check_tools; setup_venv; use_patched_wazero; run_tests ;;
-    *) die "usage: ./build.sh [build|test]" ;;
+    sdist) check_tools; setup_venv; build_runtime; build_sdist ;;
+    *) die "usage: ./build.sh [build|test|sdist]" ;;
 esac

@@ -77,6 +77,19 @@ def go_sources(package):
     return sorted(files)
 
 
+# Run in a child Python by BuildExt.precompile: opens the runtime with the freshly built
+# extension and an empty cache, which the engine fills with what a first run would build.
+PRECOMPILE_SCRIPT = """
+import importlib.machinery, importlib.util, sys
+ext, runtime_dir, cache = sys.argv[1:4]
+loader = importlib.machinery.ExtensionFileLoader("eryx._eryx", ext)
+spec = importlib.util.spec_from_file_location("eryx._eryx", ext, loader=loader)
+mod = importlib.util.module_from_spec(spec)
+loader.exec_module(mod)
+mod.open_runtime(runtime_dir, cache)
+"""
+
+
 class BuildExt(build_ext):
     """Builds the Go extension from a staging copy of only its Go sources.
 
@@ -115,6 +128,50 @@ class BuildExt(build_ext):
             if os.path.exists(header):
                 os.remove(header)
         self._fullpaths = {}
+
+    def run(self):
+        super().run()
+        if os.environ.get("GOERYX_PRECOMPILE", "1") == "0":
+            print("GOERYX_PRECOMPILE=0: the wheel carries no precompiled guest", file=sys.stderr)
+            return
+        self.precompile()
+
+    def precompile(self):
+        """Puts the precompiled start-up files into the package's _runtime/precompiled/ (see
+        goeryx/precompiled.go): the instrumented module, the memory image and wazero's compiled
+        code, made by opening the runtime once with this build's extension and an empty cache.
+        The first sandbox after installing the wheel then loads them instead of compiling."""
+        ext = self.get_ext_fullpath("eryx._eryx")
+        runtime_dir = os.path.abspath(os.path.dirname(RUNTIME_MANIFEST))
+        base = os.path.dirname(ext)  # .../eryx, in build_lib (or the source tree, inplace)
+        out = os.path.join(base, "_runtime", "precompiled")
+        shutil.rmtree(out, ignore_errors=True)
+        cache = tempfile.mkdtemp(prefix="goeryx-precompile-")
+        try:
+            print(f"precompiling the guest runtime into {out}", file=sys.stderr)
+            subprocess.run(
+                [sys.executable, "-c", PRECOMPILE_SCRIPT, os.path.abspath(ext), runtime_dir, cache],
+                check=True,
+            )
+            picked = []
+            for kind in ("module", "image", "code"):
+                names = [n for n in os.listdir(os.path.join(cache, "startup"))
+                         if n.startswith(kind + "-") and n.endswith(".bin")]
+                if len(names) != 1:
+                    raise FileError(f"precompile: expected one {kind} file, found {names}")
+                picked.append(os.path.join("startup", names[0]))
+            code = []
+            for dirpath, _, files in os.walk(cache):
+                rel = os.path.relpath(dirpath, cache)
+                if rel.split(os.sep)[0].startswith("wazero-"):
+                    code += [os.path.join(rel, f) for f in files if not f.endswith(".tmp")]
+            if len(code) != 1:
+                raise FileError(f"precompile: expected one compiled module, found {code}")
+            for rel in picked + code:
+                os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
+                shutil.copyfile(os.path.join(cache, rel), os.path.join(out, rel))
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
 
     def get_ext_fullpath(self, ext_name):
         fullpaths = getattr(self, "_fullpaths", {})

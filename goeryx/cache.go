@@ -28,6 +28,7 @@ import (
 //	<CacheDir>/startup/fuelmodule-<key>.bin  the fuel-instrumented module (fuel.go), once used
 //	<CacheDir>/startup/data-<key>.bin     its data segments (read only to build an image)
 //	<CacheDir>/startup/image-<key>.bin    the memory image of a booted interpreter
+//	<CacheDir>/startup/code-<key>.bin     the name of wazero's cache entry for the module
 //	<CacheDir>/startup/stamp-<key>.bin    "stdlib.zip at this path, with this inode, size, mtime
 //	                                       and ctime, had the manifest's SHA-256"
 //	<CacheDir>/startup/<key>.lock         held while one process builds what is missing
@@ -66,15 +67,18 @@ const (
 	kindData   cacheKind = 4
 	// kindFuelModule is the fuel-instrumented module (fuel.go), built on first use.
 	kindFuelModule cacheKind = 5
+	// kindCode is the name of wazero's cache entry for the module (precompiled.go), so that a
+	// start that links precompiled code need not hash the module for it.
+	kindCode cacheKind = 6
 )
 
 var cacheKindNames = map[cacheKind]string{kindModule: "module", kindImage: "image", kindStamp: "stamp", kindData: "data",
-	kindFuelModule: "fuelmodule"}
+	kindFuelModule: "fuelmodule", kindCode: "code"}
 
 // cacheMaxPayload bounds what load accepts (and allocates): wasm32 memory is at most 4 GiB.
 var cacheMaxPayload = map[cacheKind]int64{
 	kindModule: 1 << 30, kindImage: maxWasm32Memory, kindStamp: 4096, kindData: maxWasm32Memory,
-	kindFuelModule: 1 << 30,
+	kindFuelModule: 1 << 30, kindCode: 4096,
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -100,34 +104,64 @@ func (k cacheKey) String() string { return fmt.Sprintf("%x", k[:16]) }
 // errCacheMiss: no file for the key.
 var errCacheMiss = errors.New("not cached")
 
-// diskCache is the start-up cache in one directory. A nil *diskCache caches nothing.
+// diskCache is the start-up cache in one directory, over an optional read-only one (the
+// precompiled files of the runtime, precompiled.go). A nil *diskCache caches nothing.
 type diskCache struct {
-	dir string
+	dir string // "" if only ro is read (nothing is stored)
+	ro  string // "" if none
 }
 
-// openDiskCache returns the cache under cacheDir, or nil if cacheDir is "" or unusable.
-func openDiskCache(cacheDir string) *diskCache {
-	if cacheDir == "" {
+// openDiskCache returns the cache under cacheDir over the startup files in precompiled (a
+// precompiled directory, "" = none), or nil if both are "" (or cacheDir is unusable and there
+// is no precompiled directory).
+func openDiskCache(cacheDir, precompiled string) *diskCache {
+	c := &diskCache{}
+	if precompiled != "" {
+		c.ro = filepath.Join(precompiled, cacheSubdir)
+	}
+	if cacheDir != "" {
+		dir := filepath.Join(cacheDir, cacheSubdir)
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			c.dir = dir
+		}
+	}
+	if c.dir == "" && c.ro == "" {
 		return nil
 	}
-	dir := filepath.Join(cacheDir, cacheSubdir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil
-	}
-	return &diskCache{dir: dir}
+	return c
 }
 
 func (c *diskCache) path(kind cacheKind, key cacheKey) string {
-	return filepath.Join(c.dir, cacheKindNames[kind]+"-"+key.String()+".bin")
+	return filepath.Join(c.dir, cacheFileName(kind, key))
 }
 
-// load returns the payload of the file for kind and key: errCacheMiss if there is none, another
-// error if it is damaged (the caller rebuilds it).
+func cacheFileName(kind cacheKind, key cacheKey) string {
+	return cacheKindNames[kind] + "-" + key.String() + ".bin"
+}
+
+// load returns the payload of the file for kind and key, from the cache or else the read-only
+// directory: errCacheMiss if neither has one, another error if the cache's is damaged (the
+// caller rebuilds it). A damaged read-only file is a miss.
 func (c *diskCache) load(kind cacheKind, key cacheKey) ([]byte, error) {
 	if c == nil {
 		return nil, errCacheMiss
 	}
-	path := c.path(kind, key)
+	var payload []byte
+	err := errCacheMiss
+	if c.dir != "" {
+		payload, err = loadCacheFile(c.path(kind, key), kind, key, true)
+	}
+	if errors.Is(err, errCacheMiss) && c.ro != "" {
+		if p, roErr := loadCacheFile(filepath.Join(c.ro, cacheFileName(kind, key)), kind, key, false); roErr == nil {
+			return p, nil
+		}
+	}
+	return payload, err
+}
+
+// loadCacheFile reads and checks one cache file; touch: refresh its mtime when old (its "last
+// used", for pruning).
+func loadCacheFile(path string, kind cacheKind, key cacheKey, touch bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errCacheMiss
@@ -160,7 +194,7 @@ func (c *diskCache) load(kind cacheKind, key cacheKey) ([]byte, error) {
 	if err := checkPayload(kind, payload); err != nil {
 		return nil, err
 	}
-	if time.Since(fi.ModTime()) > cacheTouchAfter {
+	if touch && time.Since(fi.ModTime()) > cacheTouchAfter {
 		now := time.Now()
 		_ = os.Chtimes(path, now, now)
 	}
@@ -231,7 +265,7 @@ func parseCacheHeader(hdr []byte, kind cacheKind, key cacheKey) (size int64, sum
 
 // store writes the file for kind and key atomically, then prunes the older files of the kind.
 func (c *diskCache) store(kind cacheKind, key cacheKey, payload []byte) error {
-	if c == nil {
+	if c == nil || c.dir == "" {
 		return nil
 	}
 	path := c.path(kind, key)
@@ -348,7 +382,7 @@ func pruneDir(dir, prefix, suffix, keep string, n int) {
 // lock takes the build lock for key, waiting at most cacheLockWait for another process (logf
 // says so after a second). The returned function releases it.
 func (c *diskCache) lock(key cacheKey, logf func(string, ...any)) func() {
-	if c == nil {
+	if c == nil || c.dir == "" {
 		return func() {}
 	}
 	f, err := os.OpenFile(filepath.Join(c.dir, key.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)

@@ -43,7 +43,7 @@ func testPayload(n int) []byte {
 }
 
 func TestCacheRoundTrip(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	key := newCacheKey("test", "round trip")
 	_, err := c.load(kindTest, key)
 	require.ErrorIs(t, err, errCacheMiss)
@@ -74,7 +74,7 @@ func TestCacheRoundTrip(t *testing.T) {
 }
 
 func TestCacheSparse(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	key := newCacheKey("sparse")
 	payload := make([]byte, 8<<20)
 	copy(payload[4<<20:], "not zero")
@@ -90,7 +90,7 @@ func TestCacheSparse(t *testing.T) {
 }
 
 func TestCacheDamagedFiles(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	key := newCacheKey("damaged")
 	payload := testPayload(5 * 4096)
 	path := c.path(kindTest, key)
@@ -175,7 +175,7 @@ func putHeaderChecksum(hdr []byte) {
 // TestCacheConcurrentWriters: writers of one key and readers never see a partial file. (Few
 // writes: ext4 writes a file back before a rename replaces another, ~0.1 s each.)
 func TestCacheConcurrentWriters(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	key := newCacheKey("concurrent")
 	payload := testPayload(256 << 10)
 	var wg sync.WaitGroup
@@ -215,7 +215,7 @@ func TestCacheConcurrentWriters(t *testing.T) {
 }
 
 func TestCachePrune(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	old := time.Now().Add(-48 * time.Hour)
 	for i := 0; i < 6; i++ {
 		key := newCacheKey("prune", fmt.Sprint(i))
@@ -254,7 +254,7 @@ func TestCachePrune(t *testing.T) {
 }
 
 func TestCacheLock(t *testing.T) {
-	c := openDiskCache(t.TempDir())
+	c := openDiskCache(t.TempDir(), "")
 	key := newCacheKey("lock")
 	unlock := c.lock(key, t.Logf)
 	acquired := make(chan struct{})
@@ -412,7 +412,7 @@ func TestOpenRuntimeCacheHitAndMiss(t *testing.T) {
 func TestOpenRuntimeDamagedCache(t *testing.T) {
 	cache := warmCacheDir(t)
 	rt, _ := openForTest(t, cache, nil)
-	c := openDiskCache(cache)
+	c := openDiskCache(cache, "")
 	modKey := moduleCacheKey(&rt.manifest)
 	imgKey := imageCacheKey(modKey, &rt.manifest)
 	stamps, _ := filepath.Glob(filepath.Join(c.dir, "stamp-*.bin"))
@@ -609,7 +609,7 @@ func TestDataSegmentsEncoding(t *testing.T) {
 func TestOpenRuntimeImageMissModuleHit(t *testing.T) {
 	cache := warmCacheDir(t)
 	rt, _ := openForTest(t, cache, nil)
-	c := openDiskCache(cache)
+	c := openDiskCache(cache, "")
 	modKey := moduleCacheKey(&rt.manifest)
 	imgKey := imageCacheKey(modKey, &rt.manifest)
 

@@ -110,7 +110,7 @@ func TestColdStartChild(t *testing.T) {
 }
 
 func mustReadCachedModule(t *testing.T, rt *Runtime, cache string) []byte {
-	wasm, err := openDiskCache(cache).load(kindModule, moduleCacheKey(&rt.manifest))
+	wasm, err := openDiskCache(cache, "").load(kindModule, moduleCacheKey(&rt.manifest))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func (rt *Runtime) compileFuel() (wazero.CompiledModule, error) {
 	ctx := context.Background()
 	s := newStartupInfo(rt.logf)
 	defer s.done()
-	cache := openDiskCache(rt.cacheDir)
+	cache := openDiskCache(rt.cacheDir, "")
 	key := fuelModuleCacheKey(&rt.manifest, rt.fuel.variantName)
 	wasm := s.loadCached(cache, kindFuelModule, key)
 	if wasm == nil {

@@ -314,10 +314,10 @@ func TestFuelNormalModuleUnchanged(t *testing.T) {
 	assert.Zero(t, st.Exits)
 	plain, _, err = instrument.StripData(plain)
 	require.NoError(t, err)
-	cached, err := openDiskCache(cacheDir).load(kindModule, moduleCacheKey(&rt.manifest))
+	cached, err := openDiskCache(cacheDir, "").load(kindModule, moduleCacheKey(&rt.manifest))
 	require.NoError(t, err)
 	assert.Equal(t, plain, cached, "the normal module is InstrumentRuntime's output, as before fuel existed")
-	fuel, err := openDiskCache(cacheDir).load(kindFuelModule, fuelModuleCacheKey(&rt.manifest, ""))
+	fuel, err := openDiskCache(cacheDir, "").load(kindFuelModule, fuelModuleCacheKey(&rt.manifest, ""))
 	if err == nil {
 		assert.NotEqual(t, cached, fuel)
 	}

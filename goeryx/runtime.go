@@ -134,7 +134,8 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 	if err := rt.readManifest(dir); err != nil {
 		return nil, s, initError("cannot load guest runtime from %s: %v", dir, err)
 	}
-	cache := openDiskCache(opts.CacheDir)
+	precompiled := precompiledDir(dir)
+	cache := openDiskCache(opts.CacheDir, precompiled)
 	modKey := moduleCacheKey(&rt.manifest)
 	if rt.noInstrument { // the image key derives from the module key
 		modKey = newCacheKey("goeryx module, not instrumented", modKey.String())
@@ -200,7 +201,11 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 		_ = cache.store(kindData, modKey, encodeDataSegments(rt.data))
 		_ = cache.store(kindModule, modKey, wasm)
 	}
-	if err := rt.compile(ctx, wasm, opts.CacheDir, !s.moduleCached, s); err != nil {
+	code := ""
+	if precompiled != "" || !s.moduleCached {
+		code = codeEntry(cache, modKey, wasm, s)
+	}
+	if err := rt.compile(ctx, wasm, opts.CacheDir, precompiled, code, !s.moduleCached, s); err != nil {
 		return closeOnError(err)
 	}
 
@@ -311,12 +316,15 @@ func (rt *Runtime) instrumentedModule(dir string, s *startupInfo) ([]byte, []ins
 // spares the compilation in later processes. wazero fails, rather than recompiles, on a cache
 // entry it cannot read: then the entries are removed and the compilation retried, and at last
 // done without the cache. newModule (the module was just instrumented, so wazero probably
-// compiled it) prunes old entries, which would otherwise pile up.
-func (rt *Runtime) compile(ctx context.Context, wasm []byte, cacheDir string, newModule bool, s *startupInfo) error {
+// compiled it) prunes old entries, which would otherwise pile up. Code in the precompiled
+// directory (precompiled.go; "" = none) named code (wazero's entry name) is linked into the
+// cache first.
+func (rt *Runtime) compile(ctx context.Context, wasm []byte, cacheDir, precompiled, code string, newModule bool, s *startupInfo) error {
 	wzDir, note, cached := "", "", ""
 	if cacheDir != "" {
 		wzDir = filepath.Join(cacheDir, "wazero-"+wazeroVersion)
 		note, cached = ", then cached in "+wzDir, " (cached for later processes)"
+		s.codePrecompiled = linkPrecompiledCode(precompiled, wzDir, code)
 	}
 	t := time.Now()
 	done := s.slowNotice("goeryx: compiling the guest runtime for this machine (once per runtime and wazero version" + note + ")…")

@@ -22,6 +22,8 @@ type startupInfo struct {
 	// moduleCached, imageCached, stdlibStamped: the file came from (was vouched for by) the
 	// start-up cache.
 	moduleCached, imageCached, stdlibStamped bool
+	// codePrecompiled: wazero's cache links to the runtime's precompiled code (precompiled.go).
+	codePrecompiled bool
 	// damaged lists the cache files found damaged (and rebuilt).
 	damaged []string
 
@@ -88,6 +90,9 @@ func (s *startupInfo) String() string {
 	}
 	fmt.Fprintf(&b, "%-28s %8.1f ms (module cached %v, image cached %v, stdlib stamped %v)\n",
 		"OpenRuntime", float64(s.total.Microseconds())/1000, s.moduleCached, s.imageCached, s.stdlibStamped)
+	if s.codePrecompiled {
+		b.WriteString("compiled code: precompiled\n")
+	}
 	return b.String()
 }
 
