@@ -257,9 +257,6 @@ def test_requests_stack(tmp_path):
         assert r.stdout == ("http://example.test/a?q=x+y\nxn--bcher-kva.example\nutf_8\n2.32.3")
 
 
-@pytest.mark.xfail(strict=True, raises=eryx.InitializationError,
-                   reason="httpx imports ssl at import time and the guest has no _ssl yet "
-                          "(networking issue); strict: this fails once it works")
 def test_httpx_with_a_mock_transport():
     """httpx's whole client stack (httpcore, h11, anyio, sniffio), sync and async, against
     httpx.MockTransport: no network needed."""
@@ -739,3 +736,49 @@ def test_argument_validation(plain_factory, tmp_path):
     # any bytes-like object
     with eryx.SandboxFactory.from_bytes(bytearray(plain_factory.to_bytes())) as f:
         assert f.size_bytes == plain_factory.size_bytes
+
+
+@pytest.fixture
+def local_http_server():
+    """A real HTTP server on 127.0.0.1 that answers every GET with JSON naming the path."""
+    import http.server
+    import json
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = json.dumps({"path": self.path, "agent": self.headers.get("User-Agent", "")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_and_httpx_fetch_from_a_local_server(local_http_server):
+    """Packages and networking together: the factory's pre-imported clients talk to a real
+    server through the host's network layer."""
+    names = ("requests", "urllib3", "idna", "certifi", "charset_normalizer",
+             "httpx", "httpcore", "h11", "anyio", "sniffio")
+    with eryx.SandboxFactory(packages=_packages.wheels(*names),
+                             imports=["requests", "httpx"]) as f, \
+            f.create_sandbox(network=eryx.NetConfig().allow_localhost()) as sb:
+        r = sb.execute(
+            "import requests, httpx\n"
+            f"base = {local_http_server!r}\n"
+            "print(requests.get(base + '/requests', timeout=10).json()['path'])\n"
+            "print(httpx.get(base + '/httpx-sync', timeout=10).json()['path'])\n"
+            "async with httpx.AsyncClient(timeout=10) as c:\n"
+            "    print((await c.get(base + '/httpx-async')).json()['path'])\n")
+        assert r.stdout == "/requests\n/httpx-sync\n/httpx-async"
