@@ -91,9 +91,8 @@ func (rt *Runtime) compileFuel() (wazero.CompiledModule, error) {
 		}
 	}
 	note, cached := "", ""
-	if rt.cacheDir != "" {
-		note = ", then cached in " + filepath.Join(rt.cacheDir, "wazero-"+wazeroVersion)
-		cached = " (cached for later processes)"
+	if dir := filepath.Join(rt.cacheDir, "wazero-"+wazeroVersion); rt.cacheDir != "" && dirWritable(dir) {
+		note, cached = ", then cached in "+dir, " (cached for later processes)"
 	}
 	done := s.slowNotice("goeryx: compiling the fuel-metering guest runtime for this machine (once per runtime and wazero version" + note + ")…")
 	compiled, err := rt.wz.CompileModule(ctx, wasm)

@@ -279,10 +279,25 @@ func (s *startupInfo) loadCached(c *diskCache, kind cacheKind, key cacheKey) []b
 }
 
 func cachedNote(c *diskCache) string {
-	if c == nil {
+	if c == nil || c.dir == "" || !dirWritable(c.dir) {
 		return ""
 	}
 	return " (cached for later processes)"
+}
+
+// dirWritable reports whether files can be created in dir (made if missing): a cache that
+// cannot be written must not be announced as caching anything.
+func dirWritable(dir string) bool {
+	if os.MkdirAll(dir, 0o755) != nil {
+		return false
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return true
 }
 
 // instrumentedModule reads python.wasm, checks it against the manifest, instruments it (unless
@@ -323,7 +338,9 @@ func (rt *Runtime) compile(ctx context.Context, wasm []byte, cacheDir, precompil
 	wzDir, note, cached := "", "", ""
 	if cacheDir != "" {
 		wzDir = filepath.Join(cacheDir, "wazero-"+wazeroVersion)
-		note, cached = ", then cached in "+wzDir, " (cached for later processes)"
+		if dirWritable(wzDir) {
+			note, cached = ", then cached in "+wzDir, " (cached for later processes)"
+		}
 		s.codePrecompiled = linkPrecompiledCode(precompiled, wzDir, code)
 	}
 	t := time.Now()
