@@ -105,3 +105,21 @@ def test_threads_say_why_they_fail(sandbox):
             print(e)
     """)
     assert r.stdout == "threads are not available in the sandbox"
+
+
+def test_unclosed_files_are_written_when_a_sandbox_run_ends():
+    store = eryx.VfsStorage()
+    eryx.Sandbox(vfs=store).execute("f = open('/data/a.txt', 'w')\nf.write('hello')")
+    assert store.read_file("a.txt") == b"hello"  # the interpreter is discarded, not collected
+
+
+def test_unclosed_file_over_the_cap_fails_the_run_clearly():
+    store = eryx.VfsStorage(max_bytes=1000)
+    with pytest.raises(eryx.ExecutionError) as ei:
+        eryx.Sandbox(vfs=store).execute(
+            "f = open('/data/b', 'w')\nf.write('y' * 900)\n"
+            "g = open('/data/c', 'w')\ng.write('z' * 900)\nprint('done')")
+    assert ei.value.exc_type == "OSError"
+    assert str(ei.value) == ("OSError: the buffered data of '/data/c' could not be written when "
+                             "the run ended: [Errno 51] No space left on device")
+    assert ei.value.stdout == "done"

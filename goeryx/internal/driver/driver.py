@@ -272,6 +272,54 @@ def _compile(code, interactive, filename):
     return co
 
 
+# Files the user's code opened (open, io.open, pathlib): at the end of every run their buffered
+# data is written out, because a Sandbox's interpreter is discarded without collecting them
+# (their data would be lost) and a Session's host-visible files should be complete after each
+# run. Weak references: a file the code dropped is gone already.
+_open_files = _WeakSet()
+
+
+def _track_open():
+    import functools
+    import io
+
+    real_open = io.open
+
+    @functools.wraps(real_open)
+    def open(*args, **kwargs):
+        f = real_open(*args, **kwargs)
+        try:
+            _open_files.add(f)
+        except TypeError:
+            pass
+        return f
+
+    builtins.open = io.open = open
+
+
+def _flush_open_files():
+    """Flushes the files the run left open. False when one could not be written: the error is
+    reported on stderr and that file is closed (its buffered data is lost), instead of an
+    'Exception ignored' when it is collected, or never."""
+    ok = True
+    for f in list(_open_files):
+        try:
+            if f.closed:
+                continue
+            f.flush()
+        except OSError as e:
+            ok = False
+            _write_stderr("OSError: the buffered data of %r could not be written when the run "
+                          "ended: %s\n" % (getattr(f, "name", "?"), e))
+            try:
+                f.close()
+            except BaseException:
+                pass
+        except BaseException:
+            pass
+    return ok
+
+
 def _set_stdin(data):
     """sys.stdin of a run: the bytes the host gave (input() reads them), or the interpreter's
     own, empty stdin (input() raises EOFError)."""
@@ -322,6 +370,8 @@ def _run(header, payload):
         except BaseException as e:
             failed, exc_type = True, _type_name(type(e))
             _report(e)
+        if not _flush_open_files() and not failed:
+            failed, exc_type = True, "OSError"
         if failed:
             response = {"ok": False, "exc_type": exc_type, "interrupted": interrupted}
         else:
@@ -945,6 +995,7 @@ def _prepare(header, payload):
 
     _install_event_loop()
     _guest_environment()
+    _track_open()
     for name in header.get("imports") or ():
         __import__(name)
     # Everything alive now is part of the image: keep it out of garbage collections, which
