@@ -297,20 +297,29 @@ def _track_open():
     builtins.open = io.open = open
 
 
+_NO_SPACE = frozenset(getattr(__import__("errno"), n) for n in ("ENOSPC", "EDQUOT", "EFBIG")
+                      if hasattr(__import__("errno"), n))
+
+
 def _flush_open_files():
     """Flushes the files the run left open. False when one could not be written: the error is
     reported on stderr and that file is closed (its buffered data is lost), instead of an
     'Exception ignored' when it is collected, or never."""
     ok = True
+    if not _open_files.data:  # the common case, without WeakSet's iteration machinery
+        return ok
     for f in list(_open_files):
         try:
             if f.closed:
                 continue
             f.flush()
         except OSError as e:
-            ok = False
-            _write_stderr("OSError: the buffered data of %r could not be written when the run "
-                          "ended: %s\n" % (getattr(f, "name", "?"), e))
+            # Out of space is data the user has not been told about; other errors (a file
+            # kept across a move to the fuel module) were raised to the code already.
+            if e.errno in _NO_SPACE:
+                ok = False
+                _write_stderr("OSError: the buffered data of %r could not be written when the "
+                              "run ended: %s\n" % (getattr(f, "name", "?"), e))
             try:
                 f.close()
             except BaseException:
@@ -633,6 +642,8 @@ def _new_call(name, args, kwargs):
 
 
 def _warn_unawaited():
+    if not _calls.data:
+        return
     for coro in list(_calls):
         if coro.cr_frame is not None and not coro.cr_running and not coro.cr_suspended:
             name = coro.cr_frame.f_locals.get("name", "?")
