@@ -35,7 +35,12 @@ def test_slow_callbacks_cannot_exhaust_host_threads():
     assert out.peak_threads < 1500, out.peak_threads
     first, later = rep["refused"][0], rep["refused"][1:]
     assert first.startswith("744 too many host callbacks in flight: at most 256 per sandbox"), first
-    assert all(s.startswith("1000 too many host callbacks in flight") for s in later), later
+    # Later runs find the sandbox's slots taken by the first run's sleeping calls. (A call whose
+    # run ended before its goroutine reached Python never runs and frees its slot, so under
+    # load a few later calls may be accepted.)
+    for line in later:
+        count, message = line.split(" ", 1)
+        assert int(count) > 700 and message.startswith("too many host callbacks in flight"), later
 
 
 def test_state_operations_obey_the_timeout_and_close():

@@ -498,10 +498,17 @@ func TestForcedTick(t *testing.T) {
 	h := newHost(t, nil)
 	stop := errStop
 	h.refill.Store(math.MaxInt32)
+	// The first tick (budget 0 at instantiation) refills 2^31-1: seconds of spinning. It waits
+	// for the test to be ready to force the next one: on a loaded machine the test's goroutine
+	// could otherwise miss the whole first budget and see the second, natural, tick.
+	firstTick, forcing := make(chan struct{}), make(chan struct{})
 	h.onTick = func(api.Module) {
-		if h.ticks.Load() > 1 {
-			panic(stop)
+		if h.ticks.Load() == 1 {
+			close(firstTick)
+			<-forcing
+			return
 		}
+		panic(stop)
 	}
 	m := h.instantiate(out)
 	done := make(chan error, 1)
@@ -509,8 +516,12 @@ func TestForcedTick(t *testing.T) {
 		_, err := m.ExportedFunction("spin").Call(context.Background())
 		done <- err
 	}()
-	// The first tick (budget 0 at instantiation) refills 2^31-1: seconds of spinning.
-	waitFor(t, func() bool { return h.ticks.Load() == 1 })
+	select {
+	case <-firstTick:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no first tick")
+	}
+	close(forcing)
 	// The guest's decrement is a load and a store: a Set landing between them is lost. So the
 	// host repeats the store until the tick comes (here: the first or second try, in practice).
 	var tries int
