@@ -142,6 +142,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eryx serve",
+        description="An MCP stdio server with a persistent sandboxed Python: the tools "
+        "run_python(code, timeout_ms=None) and reset().",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        metavar="MS",
+        help="default execution timeout of run_python in milliseconds (default: 30000)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="BYTES",
+        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
+    )
+    parser.add_argument(
+        "--net", action="store_true", help="enable networking, any host (default: off)"
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="enable networking for matching hosts only (repeatable)",
+    )
+    parser.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        type=_volume,
+        metavar="SRC:DST[:ro|:rw]",
+        help="mount a host file or directory (repeatable)",
+    )
+    return parser
+
+
+def _serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    try:
+        from ._mcp_serve import serve
+    except ImportError as exc:
+        _error(f"serve needs the MCP SDK ({exc}): pip install 'goeryx[mcp]'")
+        return 1
+    limits = ResourceLimits()
+    if args.timeout is not None:
+        limits.execution_timeout_ms = args.timeout
+    if args.max_memory is not None:
+        limits.max_memory_bytes = args.max_memory
+    kwargs = {"resource_limits": limits, "network": _network(args),
+              "volumes": args.volume or None}
+    try:
+        return serve(kwargs)
+    except (EryxError, ValueError, TypeError) as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 def _network(args: argparse.Namespace) -> NetConfig | None:
     if not args.net and not args.allow_host:
         return None
@@ -311,16 +374,17 @@ def _repl(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    ``--version``, ``--help`` and usage errors raise ``SystemExit`` as argparse does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
     parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-        if args.mcp or args.mcp_config is not None:
-            parser.error("--mcp and --mcp-config are not available in this release")
-        if args.script == "serve":
-            parser.error("'serve' is not available in this release")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    args = parser.parse_args(argv)
+    if args.mcp or args.mcp_config is not None:
+        parser.error("--mcp and --mcp-config are not available in this release")
 
     if args.code is not None:
         return _run_once(args, args.code)
