@@ -152,3 +152,148 @@ def test_serve_usage_errors_exit_2():
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
     assert "usage: eryx serve" in p.stderr
+
+
+# --- MCPManager and mcp= ---------------------------------------------------------------------
+
+import os  # noqa: E402
+
+import eryx  # noqa: E402
+
+SERVER = os.path.join(os.path.dirname(__file__), "mcp_test_server.py")
+
+
+@pytest.fixture
+def manager():
+    with eryx.MCPManager() as m:
+        assert m.connect("srv", sys.executable, [SERVER]) == 8
+        yield m
+
+
+def test_manager_connects_and_lists_tools(manager):
+    assert manager.server_names == ["srv"]
+    tools = {t["tool"]: t for t in manager.list_tools()}
+    assert sorted(tools) == ["add", "die", "echo", "fail", "greeting", "rendezvous", "sleep",
+                           "stats"]
+    add = tools["add"]
+    assert add["name"] == 'mcp["srv"].add'
+    assert add["description"].startswith("Add two integers")
+    assert list(add["schema"]["properties"]) == ["a", "b"]
+    assert add["schema"]["required"] == ["a"]
+
+
+def test_guest_calls_tools_with_results_mapped(manager):
+    with eryx.Sandbox(mcp=manager) as sandbox:
+        r = sandbox.execute(
+            "text = await mcp.srv.echo('hi')\n"
+            "total = await mcp.srv.add(2, b=5)\n"
+            "structured = await mcp['srv']['stats'](values=[1, 2, 3])\n"
+            "via_invoke = await invoke('mcp.srv.add', a=1)\n"
+            "names = sorted(c['name'] for c in list_callbacks())\n"
+            "result = [text, total, structured, via_invoke, names]\n"
+        )
+    text, total, structured, via_invoke, names = r.result
+    assert text == {"text": "hi"}  # plain text
+    assert total == {"sum": 7}  # a single JSON text part
+    assert structured == {"count": 3, "total": 6}  # structured content
+    assert via_invoke == {"sum": 2}
+    assert names == ["mcp.srv.add", "mcp.srv.die", "mcp.srv.echo", "mcp.srv.fail",
+                     "mcp.srv.greeting", "mcp.srv.rendezvous", "mcp.srv.sleep", "mcp.srv.stats"]
+
+
+def test_tool_errors_raise_runtime_error_in_the_guest(manager):
+    with eryx.Session(mcp=manager) as session:
+        r = session.execute(
+            "try:\n"
+            "    await mcp.srv.fail('boom')\n"
+            "except RuntimeError as e:\n"
+            "    result = str(e)\n"
+        )
+        assert "MCP tool error:" in r.result and "boom" in r.result
+        with pytest.raises(eryx.ExecutionError, match="MCP tool error"):
+            session.execute("await mcp.srv.fail('again')")
+        assert session.execute("result = await mcp.srv.echo('still fine')").result == {
+            "text": "still fine"}
+
+
+def test_concurrent_tool_calls_under_gather(manager):
+    """Ten gathered calls are in progress at the same time on the server: each waits for all
+    ten to arrive (a serial run would answer "alone")."""
+    with eryx.Sandbox(mcp=manager) as sandbox:
+        r = sandbox.execute(
+            "import asyncio\n"
+            "result = await asyncio.gather(*(mcp.srv.rendezvous(10) for _ in range(10)),\n"
+            "                              mcp.srv.sleep(10))\n"
+        )
+    assert r.result == [{"result": "met"}] * 10 + [{"result": "slept 10"}]
+
+
+def test_execute_async_runs_tool_calls(manager):
+    async def main():
+        with eryx.Session(mcp=manager) as session:
+            return (await session.execute_async("result = await mcp.srv.add(40, 2)")).result
+
+    assert run(main()) == {"sum": 42}
+
+
+def test_dead_server_makes_its_tools_fail(manager):
+    with eryx.Session(mcp=manager) as session:
+        r = session.execute(
+            "out = []\n"
+            "for call in (mcp.srv.die, mcp.srv.echo):\n"
+            "    try:\n"
+            "        await call() if call is mcp.srv.die else await call('x')\n"
+            "    except RuntimeError as e:\n"
+            "        out.append(str(e))\n"
+            "result = out\n"
+        )
+    assert len(r.result) == 2
+    assert all("MCP server 'srv' is not running" in m for m in r.result), r.result
+
+
+def test_connect_failures_raise_initialization_error_with_stderr(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nprint('config missing: BROKEN-42', file=sys.stderr)\n"
+                      "sys.exit(1)\n")
+    with eryx.MCPManager() as m:
+        with pytest.raises(eryx.InitializationError) as info:
+            m.connect("broken", sys.executable, [str(script)], timeout_secs=20)
+        assert "MCP server 'broken' failed to start" in str(info.value)
+        assert "BROKEN-42" in str(info.value)
+        with pytest.raises(eryx.InitializationError, match="no_such_command_xyz|No such file"):
+            m.connect("missing", "no_such_command_xyz")
+        assert m.server_names == []
+        with pytest.raises(ValueError, match="identifier"):
+            m.connect("bad name", sys.executable, [SERVER])
+
+
+def test_manager_env_close_and_validation():
+    m = eryx.MCPManager()
+    m.connect("a", sys.executable, [SERVER], env={"MCP_TEST_GREETING": "hello"})
+    with eryx.Sandbox(mcp=m) as sandbox:
+        assert sandbox.execute("result = await mcp.a.greeting()").result == {"result": "hello"}
+    with pytest.raises(ValueError, match="already connected"):
+        m.connect("a", sys.executable, [SERVER])
+    m.close()
+    m.close()  # idempotent
+    assert m.closed
+    with pytest.raises(ValueError, match="closed"):
+        eryx.Sandbox(mcp=m)
+    with pytest.raises(TypeError, match="mcp must be an MCPManager"):
+        eryx.Session(mcp=object())
+
+
+def test_import_eryx_does_not_import_the_sdk():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, eryx\neryx.MCPManager\nfrom eryx import *\n"
+         "print('mcp' in sys.modules, 'eryx.mcp' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False False"
+
+
+def test_eryx_mcp_without_the_sdk_names_the_extra():
+    code = ("import sys\nsys.modules['mcp'] = None\n"
+            "try:\n    import eryx.mcp\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "goeryx[mcp]" in out
