@@ -263,8 +263,8 @@ def test_connect_failures_raise_initialization_error_with_stderr(tmp_path):
         with pytest.raises(eryx.InitializationError, match="no_such_command_xyz|No such file"):
             m.connect("missing", "no_such_command_xyz")
         assert m.server_names == []
-        with pytest.raises(ValueError, match="identifier"):
-            m.connect("bad name", sys.executable, [SERVER])
+        with pytest.raises(ValueError, match="invalid MCP server name"):
+            m.connect("a.b", sys.executable, [SERVER])
 
 
 def test_manager_env_close_and_validation():
@@ -297,3 +297,101 @@ def test_eryx_mcp_without_the_sdk_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "goeryx[mcp]" in out
+
+
+# --- discovery and the CLI flags ------------------------------------------------------------
+
+import json  # noqa: E402
+
+
+def server_entry(**env):
+    return {"command": sys.executable, "args": [SERVER], "env": env}
+
+
+def test_expand_env():
+    from eryx.mcp import expand_env
+
+    env = {"A": "1", "EMPTY": ""}
+    assert expand_env("$A-${A}-${B:-dflt}-${EMPTY:-e}-$B-x", env) == "1-1-dflt-e--x"
+    assert expand_env("no vars", env) == "no vars"
+
+
+def test_discovery_reads_config_files_later_files_win(tmp_path, monkeypatch):
+    import eryx.mcp
+
+    home, project = tmp_path / "home", tmp_path / "project"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("TOKEN", "s3cret")
+    (home / ".cursor").mkdir(parents=True)
+    (home / ".cursor/mcp.json").write_text(json.dumps({"mcpServers": {
+        "shared": {"command": "user-cmd"},
+        "cursor_only": {"command": "c", "args": ["--token", "$TOKEN"],
+                        "env": {"T": "${TOKEN}", "D": "${UNSET_VAR_XYZ:-fallback}"}},
+        "remote": {"url": "https://example.com/mcp"},
+    }}))
+    project.mkdir()
+    (project / ".mcp.json").write_text(json.dumps({"mcpServers": {"shared": {"command": "proj"}}}))
+    (project / ".vscode").mkdir()
+    (project / ".vscode/mcp.json").write_text(json.dumps({"servers": {"vs": {"command": "v"}}}))
+    (home / ".claude.json").write_text("{ not json")  # skipped with a warning
+
+    paths = eryx.mcp.config_paths(project)
+    assert home / ".cursor/mcp.json" in paths and paths[-1] == project / ".mcp.json"
+    servers = eryx.mcp.discover(paths)
+    assert sorted(servers) == ["cursor_only", "shared", "vs"]
+    assert servers["shared"]["command"] == "proj"  # the project file comes later
+    assert servers["cursor_only"] == {"command": "c", "args": ["--token", "s3cret"],
+                                      "env": {"T": "s3cret", "D": "fallback"}}
+
+
+def test_connect_configured_servers(tmp_path):
+    import eryx.mcp
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "one": server_entry(MCP_TEST_GREETING="${GREETING_XYZ:-hi from config}")}}))
+    with eryx.mcp.connect_configured([config]) as manager:
+        assert manager.server_names == ["one"]
+        with eryx.Sandbox(mcp=manager) as sandbox:
+            assert sandbox.execute("result = await mcp.one.greeting()").result == {
+                "result": "hi from config"}
+
+
+def test_cli_mcp_config_for_a_run(tmp_path):
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"tools": server_entry()}}))
+    p = subprocess.run([sys.executable, "-m", "eryx", "--mcp-config", str(config), "-c",
+                        "print(await mcp.tools.add(1, 2))"],
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "{'sum': 3}\n"), p.stderr
+    p = subprocess.run([sys.executable, "-m", "eryx", "--mcp-config", str(tmp_path / "nope.json"),
+                        "-c", "pass"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "nope.json: No such file or directory" in p.stderr
+
+
+def test_cli_mcp_discovers_servers_in_home(tmp_path):
+    home = tmp_path / "home"
+    (home / ".cursor").mkdir(parents=True)
+    (home / ".cursor/mcp.json").write_text(json.dumps({"mcpServers": {
+        "found": server_entry(MCP_TEST_GREETING="$MY_GREETING")}}))
+    env = {**os.environ, "HOME": str(home), "MY_GREETING": "expanded"}
+    env.pop("XDG_CONFIG_HOME", None)
+    p = subprocess.run([sys.executable, "-m", "eryx", "--mcp", "-c",
+                        "print((await mcp.found.greeting())['result'])"],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert (p.returncode, p.stdout) == (0, "expanded\n"), p.stderr
+
+
+def test_serve_with_mcp_config_gives_run_python_the_tools(tmp_path):
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"srv": server_entry()}}))
+
+    async def main():
+        async with eryx_serve("--mcp-config", str(config)) as client:
+            return await client.call_tool(
+                "run_python", {"code": "print(await mcp.srv.echo('through serve'))"})
+
+    result = run(main())
+    assert (text_of(result), result.is_error) == ("{'text': 'through serve'}", False)

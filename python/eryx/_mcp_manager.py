@@ -166,8 +166,10 @@ class MCPManager:
         be started or does not answer within ``timeout_secs``."""
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type_name(name)}")
-        if not name.isidentifier():
-            raise ValueError(f"invalid MCP server name {name!r}: must be an identifier")
+        if not name or "." in name or "\0" in name or not name.isprintable():
+            raise ValueError(
+                f"invalid MCP server name {name!r}: must be non-empty, printable and without '.'"
+            )
         if not isinstance(command, str) or not command:
             raise TypeError("command must be a non-empty str")
         if isinstance(args, str) or not all(isinstance(a, str) for a in args):
