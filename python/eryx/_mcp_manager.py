@@ -104,9 +104,26 @@ class _Server:
 class MCPManager:
     """Connects to stdio MCP servers and exposes their tools to sandboxed code.
 
-    Pass it as ``mcp=`` to a ``Sandbox`` or ``Session``: each tool becomes the async callback
-    ``mcp.<server>.<tool>``, awaited in the guest as ``await mcp.srv.tool(...)``. Close it (or
-    use it as a context manager) to stop the servers.
+    Needs the extra ``goeryx[mcp]`` (the MCP SDK) to connect. Pass it as ``mcp=`` to a
+    ``Sandbox`` or ``Session`` (read at their construction): each tool becomes the async
+    callback ``mcp.<server>.<tool>``, awaited in the guest as ``await mcp.srv.tool(...)``,
+    ``await mcp["srv"]["tool"](...)`` or ``await invoke("mcp.srv.tool", ...)``, under the
+    callback limits and timeouts. A result is the tool's structured content, otherwise its
+    single JSON text part decoded, otherwise ``{"text": ...}``. A tool error raises
+    ``RuntimeError("MCP tool error: ...")`` in the guest, and the tools of a server that has
+    died raise ``RuntimeError("MCP server '<name>' is not running")``. Gathered calls run
+    concurrently. Close it (or use it as a context manager) to stop the servers.
+
+    Example:
+        ```python
+        import sys
+        import eryx
+
+        with eryx.MCPManager() as manager:
+            manager.connect("files", sys.executable, ["my_mcp_server.py"])
+            with eryx.Sandbox(mcp=manager) as sandbox:
+                sandbox.execute("print(await mcp.files.search(query='todo'))")
+        ```
     """
 
     __module__ = "eryx"
@@ -138,6 +155,7 @@ class MCPManager:
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed
 
     @property
@@ -161,9 +179,26 @@ class MCPManager:
         env: Mapping[str, str] | None = None,
         timeout_secs: float = 30.0,
     ) -> int:
-        """Start ``command args...`` as a stdio MCP server named ``name``; returns its number of
-        tools. Raises ``InitializationError`` (with the server's stderr tail) when it cannot
-        be started or does not answer within ``timeout_secs``."""
+        """Start a stdio MCP server and list its tools.
+
+        Args:
+            name: The server's name in the guest (``mcp.<name>.<tool>``): non-empty, printable,
+                without ``.``; unique in this manager.
+            command: The program to run.
+            args: Its arguments.
+            env: Environment variables added to a minimal default environment (``PATH``,
+                ``HOME``, ...); the host's other variables are not passed on.
+            timeout_secs: How long the server may take to start and answer.
+
+        Returns:
+            The number of tools the server offers.
+
+        Raises:
+            InitializationError: The server could not be started or did not answer in time;
+                the message ends with the tail of its stderr.
+            ValueError: A bad or duplicate ``name``, or the manager is closed.
+            ImportError: The MCP SDK (``goeryx[mcp]``) is not installed.
+        """
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type_name(name)}")
         if not name or "." in name or "\0" in name or not name.isprintable():
