@@ -212,6 +212,8 @@ def test_tool_errors_raise_runtime_error_in_the_guest(manager):
         assert "MCP tool error:" in r.result and "boom" in r.result
         with pytest.raises(eryx.ExecutionError, match="MCP tool error"):
             session.execute("await mcp.srv.fail('again')")
+        with pytest.raises(eryx.ExecutionError, match="(?s)MCP tool error: .*valid integer"):
+            session.execute("await mcp.srv.add('not a number')")
         assert session.execute("result = await mcp.srv.echo('still fine')").result == {
             "text": "still fine"}
 

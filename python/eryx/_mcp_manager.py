@@ -109,9 +109,10 @@ class MCPManager:
     callback ``mcp.<server>.<tool>``, awaited in the guest as ``await mcp.srv.tool(...)``,
     ``await mcp["srv"]["tool"](...)`` or ``await invoke("mcp.srv.tool", ...)``, under the
     callback limits and timeouts. A result is the tool's structured content, otherwise its
-    single JSON text part decoded, otherwise ``{"text": ...}``. A tool error raises
-    ``RuntimeError("MCP tool error: ...")`` in the guest, and the tools of a server that has
-    died raise ``RuntimeError("MCP server '<name>' is not running")``. Gathered calls run
+    single JSON text part decoded, otherwise ``{"text": ...}``. A tool error raises a
+    ``RuntimeError`` in the guest (its ``CallbackError``, message
+    ``RuntimeError: MCP tool error: ...``), and the tools of a server that has died raise it
+    with ``MCP server '<name>' is not running``. Gathered calls run
     concurrently. Close it (or use it as a context manager) to stop the servers.
 
     Example:
@@ -308,10 +309,15 @@ class MCPManager:
         try:
             result = await asyncio.wrap_future(future)
         except Exception as exc:
-            if not server.alive or "Connection closed" in str(exc):
+            from mcp_types import CONNECTION_CLOSED
+
+            if not server.alive or getattr(exc, "code", None) == CONNECTION_CLOSED:
                 server.alive = False
                 raise RuntimeError(f"MCP server '{server.name}' is not running") from None
-            raise RuntimeError(f"MCP tool error: {_describe(exc)}") from None
+            message = getattr(exc, "message", None)
+            raise RuntimeError(
+                f"MCP tool error: {message if isinstance(message, str) else _describe(exc)}"
+            ) from None
         if result.is_error:
             text = "\n".join(
                 t for t in (getattr(p, "text", None) for p in result.content) if isinstance(t, str)
