@@ -230,6 +230,19 @@ def test_concurrent_tool_calls_under_gather(manager):
     assert r.result == [{"result": "met"}] * 10 + [{"result": "slept 10"}]
 
 
+def test_slow_tool_hits_the_callback_timeout_and_the_server_carries_on(manager):
+    limits = eryx.ResourceLimits(callback_timeout_ms=300)
+    with eryx.Session(mcp=manager, resource_limits=limits) as session:
+        r = session.execute(
+            "try:\n"
+            "    await mcp.srv.sleep(20000)\n"
+            "except TimeoutError as e:\n"
+            "    result = str(e)\n"
+        )
+        assert r.result == "callback 'mcp.srv.sleep' timed out after 300 ms"
+        assert session.execute("result = await mcp.srv.echo('next')").result == {"text": "next"}
+
+
 def test_execute_async_runs_tool_calls(manager):
     async def main():
         with eryx.Session(mcp=manager) as session:
