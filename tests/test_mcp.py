@@ -410,3 +410,40 @@ def test_serve_with_mcp_config_gives_run_python_the_tools(tmp_path):
 
     result = run(main())
     assert (text_of(result), result.is_error) == ("{'text': 'through serve'}", False)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_repl_with_mcp_config(tmp_path):
+    """The REPL (a terminal on stdin) connects --mcp-config's servers and names them."""
+    import pty
+    import select
+
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"srv": server_entry()}}))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the REPL on the pseudo-terminal
+        os.execv(sys.executable, [sys.executable, "-m", "eryx", "--mcp-config", str(config)])
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, f"no {marker!r} in {seen!r}"
+            seen += os.read(fd, 4096)
+
+    try:
+        read_until(b">>> ")
+        assert b"MCP servers: srv" in seen
+        os.write(fd, b"print('sum is', (await mcp.srv.add(3, 4))['sum'])\n")
+        read_until(b"sum is 7")
+        os.write(fd, b"exit()\n")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
