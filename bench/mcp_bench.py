@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark for issue 16 (MCP), through the public API and the SDK's real client and server.
 
-    .venv/bin/python bench/mcp.py            # about 30 s
-    .venv/bin/python bench/mcp.py --quick    # smoke test
+    .venv/bin/python bench/mcp_bench.py            # about 30 s
+    .venv/bin/python bench/mcp_bench.py --quick    # smoke test
 
 - serve: the round trip of `run_python("print(1)")` from the SDK's ClientSession to
   `python -m eryx serve` (a subprocess) and back, timed on the client (p50/p90).
