@@ -306,6 +306,17 @@ def test_import_eryx_does_not_import_the_sdk():
     assert out == "False False"
 
 
+def test_cli_without_the_sdk_names_the_extra():
+    code = ("import sys\nsys.modules['mcp'] = None\nfrom eryx.__main__ import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    for args in (["serve"], ["--mcp-config", "x.json", "-c", "pass"]):
+        p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 1, args
+        assert p.stdout == ""
+        assert "pip install 'goeryx[mcp]'" in p.stderr, p.stderr
+
+
 def test_eryx_mcp_without_the_sdk_names_the_extra():
     code = ("import sys\nsys.modules['mcp'] = None\n"
             "try:\n    import eryx.mcp\nexcept ImportError as e:\n    print(e)\n")

@@ -231,11 +231,15 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def _serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
+    from ._mcp_manager import require_sdk
+
     try:
-        from ._mcp_serve import serve
+        require_sdk()
     except ImportError as exc:
-        _error(f"serve needs the MCP SDK ({exc}): pip install 'goeryx[mcp]'")
+        _error(str(exc))
         return 1
+    from ._mcp_serve import serve
+
     limits = ResourceLimits()
     if args.timeout is not None:
         limits.execution_timeout_ms = args.timeout
