@@ -277,6 +277,13 @@ def test_connect_failures_raise_initialization_error_with_stderr(tmp_path):
         assert "BROKEN-42" in str(info.value)
         with pytest.raises(eryx.InitializationError, match="no_such_command_xyz|No such file"):
             m.connect("missing", "no_such_command_xyz")
+        silent = tmp_path / "silent.py"
+        silent.write_text("import sys, time\nprint('waiting forever', file=sys.stderr, "
+                          "flush=True)\ntime.sleep(600)\n")
+        with pytest.raises(eryx.InitializationError) as info:
+            m.connect("silent", sys.executable, [str(silent)], timeout_secs=1)
+        assert "no answer within 1 s" in str(info.value)
+        assert "waiting forever" in str(info.value)
         assert m.server_names == []
         with pytest.raises(ValueError, match="invalid MCP server name"):
             m.connect("a.b", sys.executable, [SERVER])

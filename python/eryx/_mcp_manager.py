@@ -241,6 +241,7 @@ class MCPManager:
             try:
                 return await asyncio.wait_for(asyncio.shield(ready), timeout_secs)
             except BaseException:
+                ready.cancel()  # nobody awaits it any more
                 server.task.cancel()
                 try:
                     await server.task
