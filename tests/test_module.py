@@ -11,14 +11,14 @@ import eryx
 
 EXPECTED_ALL = [
     "CallbackRegistry", "CancelledError", "EryxError", "ExecuteResult",
-    "ExecutionError", "GUEST_PYTHON_VERSION", "InitializationError", "NetConfig",
+    "ExecutionError", "GUEST_PYTHON_VERSION", "InitializationError", "MCPManager", "NetConfig",
     "ResourceLimitError", "ResourceLimits", "Sandbox", "SandboxFactory", "Session",
     "TimeoutError", "VfsStorage", "__version__",
 ]
 
 PUBLIC_CLASSES = [
     "CallbackRegistry", "CancelledError", "EryxError", "ExecuteResult",
-    "ExecutionError", "InitializationError", "NetConfig", "ResourceLimitError",
+    "ExecutionError", "InitializationError", "MCPManager", "NetConfig", "ResourceLimitError",
     "ResourceLimits", "Sandbox", "SandboxFactory", "Session", "TimeoutError",
     "VfsStorage",
 ]

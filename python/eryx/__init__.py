@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, statically
     )
     from ._factory import SandboxFactory
     from ._limits import ResourceLimits
+    from ._mcp_manager import MCPManager
     from ._netconfig import NetConfig
     from ._result import ExecuteResult
     from ._sandbox import Sandbox
@@ -45,6 +46,7 @@ __all__ = [
     "ExecutionError",
     "GUEST_PYTHON_VERSION",
     "InitializationError",
+    "MCPManager",
     "NetConfig",
     "ResourceLimitError",
     "ResourceLimits",
@@ -67,6 +69,7 @@ _LAZY = {
     "TimeoutError": "_errors",
     "SandboxFactory": "_factory",
     "ResourceLimits": "_limits",
+    "MCPManager": "_mcp_manager",  # does not import the MCP SDK (the extra goeryx[mcp])
     "NetConfig": "_netconfig",
     "ExecuteResult": "_result",
     "Sandbox": "_sandbox",

@@ -8,7 +8,7 @@ import codeop
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import (
     GUEST_PYTHON_VERSION,
@@ -136,10 +136,130 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SRC:DST[:ro|:rw]",
         help="mount a host file or directory (repeatable)",
     )
-    # Later releases (API.md §13); usage errors for now.
-    parser.add_argument("--mcp", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--mcp-config", metavar="PATH", help=argparse.SUPPRESS)
+    _mcp_flags(parser, discover=True)
     return parser
+
+
+def _mcp_flags(parser: argparse.ArgumentParser, discover: bool) -> None:
+    if discover:
+        parser.add_argument(
+            "--mcp",
+            action="store_true",
+            help="connect the MCP servers configured for your IDEs and agents (Claude, Cursor, "
+            "VS Code, Windsurf): their tools are await mcp.<server>.<tool>(...) in the code",
+        )
+    parser.add_argument(
+        "--mcp-config",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="connect the stdio MCP servers of this JSON file ({\"mcpServers\": {...}}), "
+        "repeatable; needs goeryx[mcp]",
+    )
+
+
+def _mcp_manager(args: argparse.Namespace) -> tuple[bool, Any]:
+    """``(ok, manager)``: the MCPManager of --mcp/--mcp-config (``None`` without them), or
+    ``(False, None)`` after reporting why it cannot be made. A server that fails to start is
+    reported and left out."""
+    if not getattr(args, "mcp", False) and not args.mcp_config:
+        return True, None
+    try:
+        from . import mcp as eryx_mcp
+    except ImportError as exc:
+        _error(str(exc))
+        return False, None
+    servers = eryx_mcp.discover() if getattr(args, "mcp", False) else {}
+    for path in args.mcp_config:
+        try:
+            servers.update(eryx_mcp.load_config(path))
+        except OSError as exc:
+            _error(f"{path}: {exc.strerror or exc}")
+            return False, None
+        except ValueError as exc:
+            _error(str(exc))
+            return False, None
+    manager = eryx_mcp.MCPManager()
+    for name, spec in servers.items():
+        try:
+            manager.connect(name, spec["command"], spec["args"], spec["env"])
+        except (EryxError, ValueError, TypeError) as exc:
+            _error(str(exc))
+    return True, manager
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eryx serve",
+        description="An MCP stdio server with a persistent sandboxed Python: the tools "
+        "run_python(code, timeout_ms=None) and reset().",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        metavar="MS",
+        help="default execution timeout of run_python in milliseconds (default: 30000)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="BYTES",
+        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
+    )
+    parser.add_argument(
+        "--net", action="store_true", help="enable networking, any host (default: off)"
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="enable networking for matching hosts only (repeatable)",
+    )
+    parser.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        type=_volume,
+        metavar="SRC:DST[:ro|:rw]",
+        help="mount a host file or directory (repeatable)",
+    )
+    _mcp_flags(parser, discover=False)
+    return parser
+
+
+def _serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    from ._mcp_manager import require_sdk
+
+    try:
+        require_sdk()
+    except ImportError as exc:
+        _error(str(exc))
+        return 1
+    from ._mcp_serve import serve
+
+    limits = ResourceLimits()
+    if args.timeout is not None:
+        limits.execution_timeout_ms = args.timeout
+    if args.max_memory is not None:
+        limits.max_memory_bytes = args.max_memory
+    ok, manager = _mcp_manager(args)
+    if not ok:
+        return 1
+    kwargs = {"resource_limits": limits, "network": _network(args),
+              "volumes": args.volume or None, "mcp": manager}
+    try:
+        return serve(kwargs)
+    except (EryxError, ValueError, TypeError) as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if manager is not None:
+            manager.close()
 
 
 def _network(args: argparse.Namespace) -> NetConfig | None:
@@ -201,6 +321,18 @@ def _run_once(args: argparse.Namespace, code: str, script: str | None = None) ->
         limits.execution_timeout_ms = args.timeout
     if args.max_memory is not None:
         limits.max_memory_bytes = args.max_memory
+    ok, manager = _mcp_manager(args)
+    if not ok:
+        return 1
+    try:
+        return _run_in_sandbox(args, code, script, limits, manager)
+    finally:
+        if manager is not None:
+            manager.close()
+
+
+def _run_in_sandbox(args: argparse.Namespace, code: str, script: str | None,
+                    limits: ResourceLimits, manager: Any) -> int:
     try:
         sandbox = Sandbox(
             resource_limits=limits,
@@ -208,6 +340,7 @@ def _run_once(args: argparse.Namespace, code: str, script: str | None = None) ->
             volumes=args.volume or None,
             on_stdout=_writer(sys.stdout),
             on_stderr=_writer(sys.stderr),
+            mcp=manager,
         )
     except (EryxError, ValueError, TypeError) as exc:
         _error(str(exc))
@@ -250,6 +383,17 @@ def _repl(args: argparse.Namespace) -> int:
         import readline  # noqa: F401 - line editing for input()
     except ImportError:
         pass
+    ok, manager = _mcp_manager(args)
+    if not ok:
+        return 1
+    try:
+        return _repl_session(args, manager)
+    finally:
+        if manager is not None:
+            manager.close()
+
+
+def _repl_session(args: argparse.Namespace, manager: Any) -> int:
     limits = ResourceLimits(execution_timeout_ms=args.timeout)
     if args.max_memory is not None:
         limits.max_memory_bytes = args.max_memory
@@ -260,6 +404,7 @@ def _repl(args: argparse.Namespace) -> int:
             volumes=args.volume or None,
             on_stdout=_writer(sys.stdout),
             on_stderr=_writer(sys.stderr),
+            mcp=manager,
         )
     except (EryxError, ValueError, TypeError) as exc:
         _error(str(exc))
@@ -268,6 +413,8 @@ def _repl(args: argparse.Namespace) -> int:
     compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     print(f"Eryx {__version__} (sandbox REPL)")
     print('Type "exit()" or Ctrl-D to quit.')
+    if manager is not None and manager.server_names:
+        print("MCP servers: " + ", ".join(manager.server_names) + " (await mcp.<server>.<tool>())")
     lines: list[str] = []
     with session:
         while True:
@@ -311,16 +458,15 @@ def _repl(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    ``--version``, ``--help`` and usage errors raise ``SystemExit`` as argparse does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
     parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-        if args.mcp or args.mcp_config is not None:
-            parser.error("--mcp and --mcp-config are not available in this release")
-        if args.script == "serve":
-            parser.error("'serve' is not available in this release")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    args = parser.parse_args(argv)
 
     if args.code is not None:
         return _run_once(args, args.code)

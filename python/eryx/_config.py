@@ -114,6 +114,19 @@ def check_volumes(volumes: object, vfs_mount_path: str) -> list[dict[str, Any]]:
     return result
 
 
+def _with_mcp(callbacks: list[CallbackDef], mcp: object) -> list[CallbackDef]:
+    """The ``mcp=`` manager's tools (``mcp.<server>.<tool>``) before the explicit callbacks,
+    which win on a name clash."""
+    if mcp is None:
+        return callbacks
+    from ._mcp_manager import MCPManager  # does not import the MCP SDK
+
+    if not isinstance(mcp, MCPManager):
+        raise TypeError(f"mcp must be an MCPManager or None, not {type_name(mcp)}")
+    names = {c.name for c in callbacks}
+    return [d for d in mcp._callback_defs() if d.name not in names] + callbacks
+
+
 class EngineConfig:
     """Validated arguments of a Sandbox or Session."""
 
@@ -159,6 +172,7 @@ class EngineConfig:
         on_stdout: object,
         on_stderr: object,
         result_variable: object,
+        mcp: object = None,
     ) -> EngineConfig:
         checked_network = check_instance("network", network, NetConfig, "a NetConfig")
         checked_vfs = check_instance("vfs", vfs, VfsStorage, "a VfsStorage")
@@ -173,7 +187,7 @@ class EngineConfig:
         return cls(
             limits=limits,
             network=None if checked_network is None else checked_network.__copy__(),
-            callbacks=resolve_callbacks(callbacks),
+            callbacks=_with_mcp(resolve_callbacks(callbacks), mcp),
             volumes=check_volumes(volumes, mount or DEFAULT_VFS_MOUNT_PATH),
             vfs=checked_vfs,
             vfs_mount_path=mount,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackRegistry
 from ._config import EngineConfig, check_secrets
@@ -15,6 +15,9 @@ from ._runner import Runner
 from ._runtime import call, require_native
 from ._validate import check_bool, check_code, check_instance, check_stdin
 from ._vfs import VfsStorage
+
+if TYPE_CHECKING:
+    from ._mcp_manager import MCPManager
 
 __all__ = ["Sandbox"]
 
@@ -61,6 +64,9 @@ class Sandbox(Runner):
         on_stderr: The same for stderr.
         result_variable: The module-level name captured as the run's result. Default
             ``"result"``.
+        mcp: An ``MCPManager``: each tool of its servers becomes the async callback
+            ``mcp.<server>.<tool>``, awaited in the guest as ``await mcp.srv.tool(...)``,
+            under the callback limits (a tool error raises ``RuntimeError``).
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -98,6 +104,7 @@ class Sandbox(Runner):
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         result_variable: str | None = None,
+        mcp: MCPManager | None = None,
     ) -> None:
         limits = check_instance(
             "resource_limits", resource_limits, ResourceLimits, "a ResourceLimits"
@@ -112,6 +119,7 @@ class Sandbox(Runner):
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             result_variable=result_variable,
+            mcp=mcp,
         )
         config.secrets = check_secrets(secrets)
         default_scrub = bool(config.secrets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackRegistry
 from ._config import EngineConfig
@@ -24,6 +24,9 @@ from ._validate import (
     check_stdin,
 )
 from ._vfs import VfsStorage
+
+if TYPE_CHECKING:
+    from ._mcp_manager import MCPManager
 
 __all__ = ["Session"]
 
@@ -61,6 +64,9 @@ class Session(Runner):
         on_stderr: The same for stderr.
         result_variable: The module-level name captured as a run's result (and deleted after
             every run). Default ``"result"``.
+        mcp: An ``MCPManager``: each tool of its servers becomes the async callback
+            ``mcp.<server>.<tool>``, awaited in the guest as ``await mcp.srv.tool(...)``,
+            under the callback limits (a tool error raises ``RuntimeError``).
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -95,6 +101,7 @@ class Session(Runner):
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         result_variable: str | None = None,
+        mcp: MCPManager | None = None,
     ) -> None:
         given = check_instance(
             "resource_limits", resource_limits, ResourceLimits, "a ResourceLimits"
@@ -114,6 +121,7 @@ class Session(Runner):
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             result_variable=result_variable,
+            mcp=mcp,
         )
         self._op_lock = threading.Lock()
         self._limits_lock = threading.Lock()
