@@ -308,6 +308,18 @@ def test_remote_session_keeps_state(pool):
         s.execute("pass")
 
 
+def test_sessions_spread_over_the_actors(pool):
+    a, b = pool.session(), pool.session()
+    try:
+        assert a.actor._actor_id != b.actor._actor_id
+        a.execute("v = 'a'")
+        b.execute("v = 'b'")
+        assert (a.execute("print(v)").stdout, b.execute("print(v)").stdout) == ("a", "b")
+    finally:
+        a.close()
+        b.close()
+
+
 def test_remote_session_async_and_kwargs(pool):
     s = pool.session(result_variable="out", max_fuel=10_000_000)
     try:

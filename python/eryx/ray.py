@@ -29,9 +29,13 @@ import pickle
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import EryxError
+
+if TYPE_CHECKING:
+    from ._limits import ResourceLimits
+    from ._result import ExecuteResult
 
 __all__ = ["RemoteSession", "SandboxPool"]
 
@@ -52,7 +56,9 @@ def _portable(exc: BaseException) -> BaseException:
 class _PoolActor:
     """One runtime per process; runs are threads (Ray's max_concurrency)."""
 
-    def __init__(self, factory_bytes: bytes | None, resource_limits: Any, network: Any) -> None:
+    def __init__(
+        self, factory_bytes: bytes | None, resource_limits: Any, network: Any, runs_at_once: int
+    ) -> None:
         from ._factory import SandboxFactory
         from ._sandbox import Sandbox
 
@@ -66,11 +72,17 @@ class _PoolActor:
         self._sandbox = make(**self._defaults)
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Stateless runs at once (sessions have threads of their own: max_concurrency is higher).
+        self._runs = threading.BoundedSemaphore(runs_at_once)
 
     def ready(self) -> bool:
         return True
 
     def execute(self, code: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        with self._runs:
+            return self._execute(code, kwargs)
+
+    def _execute(self, code: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         try:
             if not kwargs:
                 return True, self._sandbox.execute(code)
@@ -214,7 +226,8 @@ class SandboxPool:
         self._limits = resource_limits
         self._network = network
         self._lock = threading.Lock()
-        self._load = [0] * num_actors
+        self._load = [0] * num_actors  # runs in flight per actor slot
+        self._sessions = [0] * num_actors  # open sessions per actor slot
         self._actors = [self._start_actor() for _ in range(num_actors)]
         try:
             ray.get([a.ready.remote() for a in self._actors])
@@ -224,7 +237,7 @@ class SandboxPool:
 
     def _start_actor(self) -> Any:
         return _actor_class().options(**self._options).remote(
-            self._factory_ref, self._limits, self._network)
+            self._factory_ref, self._limits, self._network, self.sandboxes_per_actor)
 
     # -- bookkeeping
 
@@ -294,7 +307,7 @@ class SandboxPool:
 
     # -- single runs
 
-    def execute(self, code: str, **sandbox_kwargs: Any):
+    def execute(self, code: str, **sandbox_kwargs: Any) -> ExecuteResult:
         """One run on the least-loaded actor; guest failures raise the same ``eryx``
         exceptions as locally. ``sandbox_kwargs`` are ``Sandbox`` arguments for this run
         (they must pickle; callbacks then run in the actor)."""
@@ -310,7 +323,7 @@ class SandboxPool:
                 continue
             return _unwrap(reply)
 
-    async def execute_async(self, code: str, **sandbox_kwargs: Any):
+    async def execute_async(self, code: str, **sandbox_kwargs: Any) -> ExecuteResult:
         """``execute`` as an awaitable (does not block the event loop)."""
         self._check_open()
         _check_code(code)
@@ -331,7 +344,7 @@ class SandboxPool:
 
     def imap(
         self, codes: Iterable[str], *, ordered: bool = False, return_exceptions: bool = False
-    ) -> Iterator[Any]:
+    ) -> Iterator[ExecuteResult | Exception]:
         """Yields results as runs finish (in input order if ``ordered``), keeping at most
         ``capacity`` runs in flight; ``codes`` is consumed lazily. A failed run raises its
         exception (ending the iteration), or is yielded as a value if ``return_exceptions``."""
@@ -391,7 +404,7 @@ class SandboxPool:
 
     def map(
         self, codes: Iterable[str], *, ordered: bool = True, return_exceptions: bool = False
-    ) -> list[Any]:
+    ) -> list[ExecuteResult | Exception]:
         """Runs every code with backpressure (at most ``capacity`` in flight) and returns the
         results, in input order if ``ordered`` (else in completion order). A failed run raises
         its exception, or takes its place in the list if ``return_exceptions``."""
@@ -404,15 +417,24 @@ class SandboxPool:
         across calls. The pool's ``resource_limits`` and ``network`` are its defaults."""
         self._check_open()
         with self._lock:
-            slot = min(range(len(self._load)), key=self._load.__getitem__)
+            slot = min(range(len(self._load)), key=lambda i: (self._sessions[i], self._load[i]))
             handle = self._actors[slot]
+            self._sessions[slot] += 1
         sid = uuid.uuid4().hex
         try:
             _unwrap(ray.get(handle.open_session.remote(sid, kwargs)))
         except RayActorError:
+            self._session_gone(slot)
             self._actor_died(slot, handle)
             raise EryxError("session could not start: its actor died") from None
+        except BaseException:
+            self._session_gone(slot)
+            raise
         return RemoteSession(self, slot, handle, sid)
+
+    def _session_gone(self, slot: int) -> None:
+        with self._lock:
+            self._sessions[slot] -= 1
 
     # -- lifetime
 
@@ -462,6 +484,17 @@ class RemoteSession:
         self._sid = sid
         self._closed = False
         self._lost = False
+        self._counted = True  # counted in the pool's sessions of its slot
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._pool._session_gone(self._slot)
+
+    def _mark_lost(self) -> None:
+        self._lost = True
+        self._uncount()
+        self._pool._actor_died(self._slot, self._actor)
 
     @property
     def actor(self) -> Any:
@@ -472,8 +505,7 @@ class RemoteSession:
         try:
             reply = ray.get(ref)
         except RayActorError:
-            self._lost = True
-            self._pool._actor_died(self._slot, self._actor)
+            self._mark_lost()
             raise self._lost_error() from None
         return _unwrap(reply)
 
@@ -481,8 +513,7 @@ class RemoteSession:
         try:
             reply = await ref
         except RayActorError:
-            self._lost = True
-            self._pool._actor_died(self._slot, self._actor)
+            self._mark_lost()
             raise self._lost_error() from None
         return _unwrap(reply)
 
@@ -504,11 +535,11 @@ class RemoteSession:
         self._check()
         return self._get(self._actor.session_get.remote(self._sid, name))
 
-    def execute(self, code: str, *, stdin: str | bytes | None = None):
+    def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         _check_code(code)
         return self._call("execute", code, stdin=stdin)
 
-    async def execute_async(self, code: str, *, stdin: str | bytes | None = None):
+    async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
         _check_code(code)
         self._check()
         return await self._await(
@@ -535,7 +566,7 @@ class RemoteSession:
         return self._attr("last_snapshot_skipped")
 
     @property
-    def resource_limits(self):
+    def resource_limits(self) -> ResourceLimits:
         return self._attr("resource_limits")
 
     @property
@@ -574,12 +605,13 @@ class RemoteSession:
         if self._closed:
             return
         self._closed = True
+        self._uncount()
         if self._lost or self._pool.closed:
             return
         try:
             ray.get(self._actor.close_session.remote(self._sid))
         except RayActorError:
-            self._lost = True
+            self._mark_lost()
 
     def __enter__(self) -> RemoteSession:
         return self
