@@ -254,6 +254,7 @@ class SandboxPool:
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed
 
     def _check_open(self) -> None:
@@ -308,9 +309,19 @@ class SandboxPool:
     # -- single runs
 
     def execute(self, code: str, **sandbox_kwargs: Any) -> ExecuteResult:
-        """One run on the least-loaded actor; guest failures raise the same ``eryx``
-        exceptions as locally. ``sandbox_kwargs`` are ``Sandbox`` arguments for this run
-        (they must pickle; callbacks then run in the actor)."""
+        """One run on the least-loaded actor, retried on another if its actor dies.
+
+        Guest failures raise the same ``eryx`` exceptions as a local ``Sandbox``.
+
+        Args:
+            code: The Python source to run.
+            **sandbox_kwargs: ``Sandbox`` arguments for this run only (``result_variable``,
+                ``secrets``, ``callbacks``, ...). They are pickled to the actor, so callbacks
+                run in the actor's process.
+
+        Raises:
+            EryxError: the run's actor died on every attempt (``max_retries`` + 1).
+        """
         self._check_open()
         _check_code(code)
         for attempt in itertools.count(1):
@@ -324,7 +335,12 @@ class SandboxPool:
             return _unwrap(reply)
 
     async def execute_async(self, code: str, **sandbox_kwargs: Any) -> ExecuteResult:
-        """``execute`` as an awaitable (does not block the event loop)."""
+        """``execute`` as an awaitable: it does not block the event loop.
+
+        Args:
+            code: The Python source to run.
+            **sandbox_kwargs: ``Sandbox`` arguments for this run only, as for ``execute``.
+        """
         self._check_open()
         _check_code(code)
         for attempt in itertools.count(1):
@@ -345,9 +361,14 @@ class SandboxPool:
     def imap(
         self, codes: Iterable[str], *, ordered: bool = False, return_exceptions: bool = False
     ) -> Iterator[ExecuteResult | Exception]:
-        """Yields results as runs finish (in input order if ``ordered``), keeping at most
-        ``capacity`` runs in flight; ``codes`` is consumed lazily. A failed run raises its
-        exception (ending the iteration), or is yielded as a value if ``return_exceptions``."""
+        """Yields results as runs finish, keeping at most ``capacity`` runs in flight.
+
+        Args:
+            codes: The sources to run, consumed lazily (a generator works).
+            ordered: Yield in input order instead of completion order.
+            return_exceptions: Yield a failed run's exception as a value instead of raising
+                it (which ends the iteration).
+        """
         self._check_open()
         return self._imap(iter(codes), ordered, return_exceptions)
 
@@ -405,16 +426,29 @@ class SandboxPool:
     def map(
         self, codes: Iterable[str], *, ordered: bool = True, return_exceptions: bool = False
     ) -> list[ExecuteResult | Exception]:
-        """Runs every code with backpressure (at most ``capacity`` in flight) and returns the
-        results, in input order if ``ordered`` (else in completion order). A failed run raises
-        its exception, or takes its place in the list if ``return_exceptions``."""
+        """Runs every code with backpressure (at most ``capacity`` in flight).
+
+        Args:
+            codes: The sources to run.
+            ordered: Return the results in input order (else in completion order).
+            return_exceptions: Put a failed run's exception in its place in the list instead
+                of raising it.
+
+        Returns:
+            One ``ExecuteResult`` (or exception) per code.
+        """
         return list(self.imap(codes, ordered=ordered, return_exceptions=return_exceptions))
 
     # -- sessions
 
     def session(self, **kwargs: Any) -> RemoteSession:
-        """A ``Session`` (§8.1 arguments; they must pickle) living in one actor, with its state
-        across calls. The pool's ``resource_limits`` and ``network`` are its defaults."""
+        """A ``Session`` living in one actor (the one with the fewest sessions), with its state
+        across calls.
+
+        Args:
+            **kwargs: ``Session`` arguments (they must pickle). The pool's ``resource_limits``
+                and ``network`` are the defaults.
+        """
         self._check_open()
         with self._lock:
             slot = min(range(len(self._load)), key=lambda i: (self._sessions[i], self._load[i]))
@@ -450,6 +484,13 @@ class SandboxPool:
                 ray.kill(handle)
             except Exception:
                 pass
+
+    num_actors: int
+    """How many actors the pool keeps."""
+    sandboxes_per_actor: int
+    """How many runs one actor runs at once."""
+    max_retries: int
+    """How many times a run whose actor died is retried."""
 
     def __enter__(self) -> SandboxPool:
         return self
@@ -536,41 +577,65 @@ class RemoteSession:
         return self._get(self._actor.session_get.remote(self._sid, name))
 
     def execute(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
+        """Runs code in the session's namespace, as ``Session.execute``.
+
+        Args:
+            code: The Python source to run.
+            stdin: The run's standard input.
+        """
         _check_code(code)
         return self._call("execute", code, stdin=stdin)
 
     async def execute_async(self, code: str, *, stdin: str | bytes | None = None) -> ExecuteResult:
+        """``execute`` as an awaitable.
+
+        Args:
+            code: The Python source to run.
+            stdin: The run's standard input.
+        """
         _check_code(code)
         self._check()
         return await self._await(
             self._actor.session_call.remote(self._sid, "execute", (code,), {"stdin": stdin}))
 
     def reset(self) -> None:
+        """A new interpreter: as ``Session.reset``."""
         self._call("reset")
 
     def clear_state(self) -> None:
+        """Deletes the user globals: as ``Session.clear_state``."""
         self._call("clear_state")
 
     def snapshot_state(self) -> bytes:
+        """The user globals as bytes: as ``Session.snapshot_state``."""
         return self._call("snapshot_state")
 
     def restore_state(self, data: Any) -> None:
+        """Merges a snapshot into the globals: as ``Session.restore_state``.
+
+        Args:
+            data: A snapshot (any bytes-like object).
+        """
         self._call("restore_state", bytes(data))
 
     @property
     def execution_count(self) -> int:
+        """Runs since creation or the last ``reset()``."""
         return self._attr("execution_count")
 
     @property
     def last_snapshot_skipped(self) -> list[str]:
+        """The names the last snapshot left out."""
         return self._attr("last_snapshot_skipped")
 
     @property
     def resource_limits(self) -> ResourceLimits:
+        """A copy of the limits in effect."""
         return self._attr("resource_limits")
 
     @property
     def execution_timeout_ms(self) -> int | None:
+        """The timeout of later runs, in ms (``None``: none); settable."""
         return self._attr("execution_timeout_ms")
 
     @execution_timeout_ms.setter
@@ -580,6 +645,7 @@ class RemoteSession:
 
     @property
     def fuel_limit(self) -> int | None:
+        """The fuel budget of later runs (``None``: unmetered); settable."""
         return self._attr("fuel_limit")
 
     @fuel_limit.setter
@@ -594,10 +660,12 @@ class RemoteSession:
 
     @property
     def vfs_mount_path(self) -> None:
+        """Always ``None``, as ``vfs``."""
         return None
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed
 
     def close(self) -> None:
