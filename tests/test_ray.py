@@ -388,3 +388,62 @@ def test_import_eryx_never_imports_ray():
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------
+# a cluster started with `ray start --head`, and the example script
+
+
+def test_example_on_a_cluster_made_with_ray_start():
+    import shutil
+    import signal
+    import socket
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # A short directory: Ray's unix socket paths must stay under 108 bytes.
+    temp = tempfile.mkdtemp(prefix="eryxray", dir="/tmp")
+    # The head and the driver agree on token authentication (Ray 2.5x enables it in ray start).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_AUTH_MODE"] = "token"
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True)
+    try:
+        # `ray start --block` prints its next steps once the head runs.
+        lines = []
+        for line in head.stdout:
+            lines.append(line)
+            if "Ray runtime started" in line:
+                break
+        else:
+            raise AssertionError("ray start --head failed:\n" + "".join(lines))
+        proc = subprocess.run(
+            [sys.executable, os.path.join(root, "examples", "ray_cluster.py"),
+             "--address", f"127.0.0.1:{port}", "--runs", "60"],
+            capture_output=True, text=True, timeout=150, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "1 node(s): 1 actors x 2 sandboxes = 2 runs in flight" in proc.stdout
+        assert "60 runs in " in proc.stdout
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(head.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                head.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                continue
+        # The head's processes share its process group: make sure none is left.
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
