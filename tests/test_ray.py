@@ -258,6 +258,12 @@ def test_constructor_validation(cluster):
         eryx.ray.SandboxPool(num_actors=1, extra=1)
 
 
+def test_a_sandbox_that_cannot_be_made_fails_the_constructor(cluster):
+    tiny = eryx.ResourceLimits(max_memory_bytes=2 << 20)
+    with pytest.raises(eryx.InitializationError, match="max_memory_bytes"):
+        eryx.ray.SandboxPool(num_actors=1, resource_limits=tiny, actor_options=ZERO_CPU)
+
+
 def test_close_kills_the_actors(cluster):
     p = eryx.ray.SandboxPool(num_actors=1, actor_options=ZERO_CPU)
     actor = p.actors[0]

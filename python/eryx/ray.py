@@ -62,23 +62,31 @@ class _PoolActor:
         from ._factory import SandboxFactory
         from ._sandbox import Sandbox
 
-        self._factory = SandboxFactory.from_bytes(factory_bytes) if factory_bytes else None
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        # Stateless runs at once (sessions have threads of their own: max_concurrency is higher).
+        self._runs = threading.BoundedSemaphore(runs_at_once)
         self._defaults: dict[str, Any] = {}
         if resource_limits is not None:
             self._defaults["resource_limits"] = resource_limits
         if network is not None:
             self._defaults["network"] = network
-        make = self._factory.create_sandbox if self._factory is not None else Sandbox
-        self._sandbox = make(**self._defaults)
-        self._sessions: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        # Stateless runs at once (sessions have threads of their own: max_concurrency is higher).
-        self._runs = threading.BoundedSemaphore(runs_at_once)
+        # A failure here is kept and reported by ready() as itself (an InitializationError, say),
+        # rather than as a Ray actor-creation error.
+        self._init_error: BaseException | None = None
+        try:
+            self._factory = SandboxFactory.from_bytes(factory_bytes) if factory_bytes else None
+            make = self._factory.create_sandbox if self._factory is not None else Sandbox
+            self._sandbox = make(**self._defaults)
+        except Exception as exc:
+            self._init_error = _portable(exc)
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> tuple[bool, Any]:
+        return self._init_error is None, self._init_error
 
     def execute(self, code: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        if self._init_error is not None:
+            return False, self._init_error
         with self._runs:
             return self._execute(code, kwargs)
 
@@ -95,6 +103,8 @@ class _PoolActor:
             return False, _portable(exc)
 
     def open_session(self, sid: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        if self._init_error is not None:
+            return False, self._init_error
         try:
             from ._session import Session
 
@@ -174,6 +184,10 @@ class SandboxPool:
         actor_options: Passed to the actor class's ``.options()``: ``num_cpus``, ``memory``,
             ``resources``, ``scheduling_strategy`` (placement groups), ``runtime_env``, ...
         max_retries: How many times a run whose actor died is retried on another actor.
+
+    The constructor starts Ray (``ray.init()``) if it is not running yet, and returns once
+    every actor has made its sandbox: a sandbox that cannot be made (a memory cap too small
+    to start, say) raises the same exception as a local ``Sandbox`` here.
     """
 
     def __init__(
@@ -229,11 +243,18 @@ class SandboxPool:
         self._load = [0] * num_actors  # runs in flight per actor slot
         self._sessions = [0] * num_actors  # open sessions per actor slot
         self._actors = [self._start_actor() for _ in range(num_actors)]
+        # Wait for every actor (Ray waits for resources: an infeasible actor_options waits
+        # until the cluster can place the actor). A sandbox that cannot be made raises here,
+        # as locally.
         try:
-            ray.get([a.ready.remote() for a in self._actors])
-        except Exception as exc:
+            for reply in ray.get([a.ready.remote() for a in self._actors]):
+                _unwrap(reply)
+        except RayActorError as exc:
             self.close()
-            raise EryxError(f"SandboxPool actors failed to start: {exc}") from exc
+            raise EryxError(f"SandboxPool actor failed to start: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
 
     def _start_actor(self) -> Any:
         return _actor_class().options(**self._options).remote(
