@@ -279,6 +279,17 @@ def test_close_kills_the_actors(cluster):
         p.map(["pass"])
 
 
+def test_close_during_a_map_ends_it(cluster):
+    p = eryx.ray.SandboxPool(num_actors=1, actor_options=ZERO_CPU)
+    results = p.imap(f"print({i})" for i in range(20))
+    assert next(results).stdout.isdigit()
+    p.close()
+    with pytest.raises(ValueError, match="SandboxPool is closed"):
+        list(results)
+    with pytest.raises(ValueError, match="SandboxPool is closed"):
+        p.session()
+
+
 # ---------------------------------------------------------------------------
 # remote sessions
 

@@ -285,6 +285,8 @@ class SandboxPool:
     def _acquire(self) -> tuple[int, Any]:
         """The least-loaded actor, with its load counted."""
         with self._lock:
+            if self._closed:  # closed by another thread during a map
+                raise ValueError("SandboxPool is closed")
             slot = min(range(len(self._load)), key=self._load.__getitem__)
             self._load[slot] += 1
             return slot, self._actors[slot]
@@ -472,6 +474,8 @@ class SandboxPool:
         """
         self._check_open()
         with self._lock:
+            if self._closed:
+                raise ValueError("SandboxPool is closed")
             slot = min(range(len(self._load)), key=lambda i: (self._sessions[i], self._load[i]))
             handle = self._actors[slot]
             self._sessions[slot] += 1
