@@ -118,7 +118,9 @@ func newBoxWithImage(rt *Runtime, cfg *Config, store *VFS, hooks Hooks, fac *fac
 		"result_variable": b.resultVar,
 		"callbacks":       cfg.Callbacks,
 		"env":             b.guestEnv(),
-		"cwd":             map[bool]string{true: ScratchDir}[b.scratch],
+	}
+	if b.scratch {
+		b.configured["cwd"] = ScratchDir
 	}
 	return b, nil
 }

@@ -106,16 +106,23 @@ def _parser() -> argparse.ArgumentParser:
         help="execution timeout in milliseconds (default: 30000 for a run, none in the REPL)",
     )
     parser.add_argument(
-        "--max-memory",
-        type=_size,
-        metavar="BYTES",
-        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
-    )
-    parser.add_argument(
         "--stdin",
         metavar="PATH",
         help="a file the code reads as its stdin (input(), sys.stdin), or - for this "
         "process's stdin (default: an empty stdin)",
+    )
+    _guest_flags(parser)
+    _mcp_flags(parser, discover=True)
+    return parser
+
+
+def _guest_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that shape the guest, shared by runs, the REPL and ``serve``."""
+    parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="BYTES",
+        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
     )
     parser.add_argument(
         "--net", action="store_true", help="enable networking, any host (default: off)"
@@ -136,8 +143,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SRC:DST[:ro|:rw]",
         help="mount a host file or directory (repeatable)",
     )
-    _mcp_flags(parser, discover=True)
-    return parser
 
 
 def _mcp_flags(parser: argparse.ArgumentParser, discover: bool) -> None:
@@ -200,31 +205,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="default execution timeout of run_python in milliseconds (default: 30000)",
     )
-    parser.add_argument(
-        "--max-memory",
-        type=_size,
-        metavar="BYTES",
-        help="guest memory cap, e.g. 268435456 or 256M (default: 128M)",
-    )
-    parser.add_argument(
-        "--net", action="store_true", help="enable networking, any host (default: off)"
-    )
-    parser.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="enable networking for matching hosts only (repeatable)",
-    )
-    parser.add_argument(
-        "-v",
-        "--volume",
-        action="append",
-        default=[],
-        type=_volume,
-        metavar="SRC:DST[:ro|:rw]",
-        help="mount a host file or directory (repeatable)",
-    )
+    _guest_flags(parser)
     _mcp_flags(parser, discover=False)
     return parser
 
