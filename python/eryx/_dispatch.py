@@ -73,8 +73,13 @@ def _to_json_value(value: object, active: set[int]) -> Any:
     raise _NotJSON(type(value).__name__)
 
 
+_OK_NULL = ("ok", "null")
+
+
 def encode_result(value: object) -> tuple[str, str]:
     """``("ok", json)`` or ``("not_json", type name)`` for a callback's return value."""
+    if value is None:  # the most common result: no walk, no encoder
+        return _OK_NULL
     try:
         return ("ok", json.dumps(_to_json_value(value, set()), ensure_ascii=True))
     except _NotJSON as exc:
@@ -244,14 +249,14 @@ class Hooks:
             return ("raised", f"RuntimeError: no callback with index {index}")
         callback = self._callbacks[index]
         try:
-            kwargs = json.loads(args_json)
+            kwargs = {} if args_json == "{}" else json.loads(args_json)
         except ValueError as exc:
             return ("raised", f"ValueError: invalid callback arguments: {exc}")
         if not isinstance(kwargs, dict):
             return ("raised", "TypeError: callback arguments must be a JSON object")
         try:
             value = callback.fn(**kwargs)
-            if isinstance(value, Awaitable):
+            if value is not None and isinstance(value, Awaitable):
                 coro = value if isinstance(value, Coroutine) else _await(value)
                 future = self._submit(coro, run_token)
                 timeout = timeout_ms / 1000 if timeout_ms > 0 else None
