@@ -1028,8 +1028,8 @@ def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
 
 def _guest_environment():
     """What a Python user expects of the interpreter that site, OpenSSL and threads would
-    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac, and
-    errors that say why threads and processes are missing."""
+    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac and scrypt,
+    and errors that say why threads and processes are missing."""
     import hashlib
     import threading
     import time
@@ -1053,11 +1053,92 @@ def _guest_environment():
         _pbkdf2_hmac.__module__ = "hashlib"
         _pbkdf2_hmac.__name__ = _pbkdf2_hmac.__qualname__ = "pbkdf2_hmac"
         hashlib.pbkdf2_hmac = _pbkdf2_hmac
+    if not hasattr(hashlib, "scrypt"):
+        try:
+            from _eryx_scrypt import scrypt  # built into the runtime (runtime/eryx/eryx_scrypt.c)
+        except ImportError:
+            pass
+        else:
+            hashlib.scrypt = scrypt
 
     def start(self):
         raise RuntimeError("threads are not available in the sandbox")
 
     threading.Thread.start = start
+    sys.meta_path.insert(0, _PatchingFinder(_IMPORT_PATCHES))
+
+
+_NO_PROCESSES = "processes are not available in the sandbox"
+
+
+def _no_processes(*args, **kwargs):
+    raise RuntimeError(_NO_PROCESSES)
+
+
+def _no_process_pool(*args, **kwargs):
+    raise NotImplementedError(_NO_PROCESSES)  # what ProcessPoolExecutor raises where unsupported
+
+
+def _patch_multiprocessing_process(module):
+    module.BaseProcess.start = _no_processes
+
+
+def _patch_multiprocessing_pool(module):
+    def __init__(self, *args, **kwargs):
+        self._state = module.INIT  # what Pool.__del__ looks at
+        if isinstance(self, module.ThreadPool):  # multiprocessing.dummy.Pool too
+            raise RuntimeError("threads are not available in the sandbox")
+        raise RuntimeError(_NO_PROCESSES)
+
+    module.Pool.__init__ = __init__
+
+
+def _patch_futures_process(module):
+    module._check_system_limits = _no_process_pool
+
+
+# Modules patched after they are first imported, so that what WASI lacks is reported as such
+# instead of with CPython's generic errors (AttributeError: os.pipe, os.WNOHANG, ...). Importing
+# them up front would put multiprocessing into every interpreter's image.
+_IMPORT_PATCHES = {
+    "multiprocessing.process": _patch_multiprocessing_process,
+    "multiprocessing.pool": _patch_multiprocessing_pool,
+    "concurrent.futures.process": _patch_futures_process,
+}
+
+
+class _PatchingLoader:
+    def __init__(self, loader, patch):
+        self.loader, self.patch = loader, patch
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.patch(module)
+
+    def __getattr__(self, name):  # get_source (tracebacks), resources: the real loader's
+        return getattr(self.loader, name)
+
+
+class _PatchingFinder:
+    """Applies _IMPORT_PATCHES: finds the module as the finders after it would, and wraps its
+    loader."""
+
+    def __init__(self, patches):
+        self.patches = patches
+
+    def find_spec(self, name, path=None, target=None):
+        patch = self.patches.get(name)
+        if patch is None:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader, patch)
+        return spec
 
 
 def _prepare(header, payload):
