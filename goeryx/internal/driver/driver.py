@@ -553,14 +553,16 @@ def _json_default(o):
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
+from _json import encode_basestring_ascii as _encode_basestring_ascii  # noqa: E402
+from _json import make_encoder as _make_encoder  # noqa: E402
+
+
 def _new_args_encoder():
     """json.dumps(value, allow_nan=False) as the C encoder that JSONEncoder.encode builds at
     every call (building it costs more than encoding small arguments). Its circular-reference
     markers are not cleaned up when an encoding fails: a failure gets a new one."""
-    from _json import encode_basestring_ascii, make_encoder
-
-    return make_encoder({}, _json_default, encode_basestring_ascii, None, ": ", ", ", False,
-                        False, False)
+    return _make_encoder({}, _json_default, _encode_basestring_ascii, None, ": ", ", ", False,
+                         False, False)
 
 
 _args_encoder = _new_args_encoder()
