@@ -1,0 +1,103 @@
+"""bench/compute.py with and without the memory guard, and natively, by CPU time (issue 15).
+
+Every round runs, in a fresh process each and in rotated order: goeryx with the memory guard
+(the default on Linux x86-64), goeryx with GOERYX_MEMORY_GUARD=0 (wazero's bounds checks), and
+native CPython. Each process does one warm-up round of compute.py and `--repeat` timed rounds;
+what is compared is the process CPU time (user+sys, getrusage) of those rounds, which a busy
+machine inflates far less than wall-clock time, and the best wall time per part inside the
+interpreter (as bench/run.py reports it). Prints medians over the rounds and the ratios:
+
+    python3 bench/memory_guard.py [--rounds 5] [--repeat 2] [--python PY] [--native PY]
+
+--python is an interpreter with goeryx installed (default: this one); --native the native
+CPython 3.13 (default: the one bench/setup.sh prepared, else this one).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+WORKER = r"""
+import json, resource, sys, time
+src, repeat, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+# The warm-up round runs in a first execute, outside the CPU time measured.
+warm = "ns = {'__name__': 'compute'}\nexec(compile(%r, 'compute.py', 'exec'), ns)\nns['run'](1)\n" % src
+text = "import json\nprint(json.dumps(ns['run'](%d)))\n" % repeat
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+if mode == 'native':
+    import io, contextlib
+    buf = io.StringIO()
+    g = {}
+    exec(warm, g)
+    c0 = cpu()
+    with contextlib.redirect_stdout(buf):
+        exec(text, g)
+    c1 = cpu()
+    out = buf.getvalue()
+else:
+    import eryx
+    sb = eryx.Session(execution_timeout_ms=600000)
+    sb.execute(warm)
+    c0 = cpu()
+    out = sb.execute(text).stdout
+    c1 = cpu()
+res = json.loads(out.strip().splitlines()[-1])
+res['cpu'] = c1 - c0
+print(json.dumps(res))
+"""
+
+
+def native_default():
+    cfg = os.path.join(os.environ.get("GOERYX_CACHE_DIR", os.path.expanduser("~/.cache/goeryx")),
+                       "bench", "venv-goeryx", "pyvenv.cfg")
+    try:
+        for line in open(cfg):
+            if line.startswith("home"):
+                return os.path.join(line.split("=", 1)[1].strip(), "python3")
+    except OSError:
+        pass
+    return sys.executable
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--native", default=native_default())
+    a = ap.parse_args()
+    src = open(os.path.join(HERE, "compute.py")).read()
+    modes = ["guarded", "checked", "native"]
+    results = {m: [] for m in modes}
+    for r in range(a.rounds):
+        for m in modes[r % 3:] + modes[:r % 3]:
+            env = dict(os.environ)
+            if m == "checked":
+                env["GOERYX_MEMORY_GUARD"] = "0"
+            py = a.native if m == "native" else a.python
+            out = subprocess.run([py, "-I", "-c", WORKER, src, str(a.repeat), m], env=env,
+                                 capture_output=True, text=True, check=True, cwd="/")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res["cpu"] /= a.repeat  # per round
+            results[m].append(res)
+            print(f"round {r + 1} {m:8s} cpu/round {res['cpu']:.3f} s  total {res['total']:.3f} s",
+                  file=sys.stderr, flush=True)
+    med = {m: {k: statistics.median(x[k] for x in results[m]) for k in ("cpu", "total", "loop", "fib", "strdict")}
+           for m in modes}
+    lo_hi = {m: (min(x["cpu"] for x in results[m]), max(x["cpu"] for x in results[m])) for m in modes}
+    print(f"{'':22s} {'guarded':>9s} {'checked':>9s} {'native':>9s}  guarded/checked  guarded/native  checked/native")
+    for k in ("cpu", "total", "loop", "fib", "strdict"):
+        g, c, n = med["guarded"][k], med["checked"][k], med["native"][k]
+        label = "CPU per round (s)" if k == "cpu" else f"best {k} (s)"
+        print(f"{label:22s} {g:9.3f} {c:9.3f} {n:9.3f}  {g / c:15.2f}  {g / n:14.2f}  {c / n:14.2f}")
+    print("CPU per round, min-max: " + ", ".join(f"{m} {lo:.3f}-{hi:.3f}" for m, (lo, hi) in lo_hi.items()))
+
+
+if __name__ == "__main__":
+    main()
