@@ -11,6 +11,11 @@ interpreter (as bench/run.py reports it). Prints medians over the rounds and the
 
 --python is an interpreter with goeryx installed (default: this one); --native the native
 CPython 3.13 (default: the one bench/setup.sh prepared, else this one).
+
+    python3 bench/memory_guard.py --scale 500,10000 [--python PY]
+
+instead keeps 500 Sessions alive at once (address space, resident memory and mappings per
+Session, from /proc/self) and then runs 10,000 Sandboxes one after the other.
 """
 import argparse
 import json
@@ -53,6 +58,38 @@ print(json.dumps(res))
 """
 
 
+SCALE = r"""
+import sys, time
+import eryx
+live, seq = int(sys.argv[1]), int(sys.argv[2])
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key + ':'):
+            return int(line.split()[1])
+def maps():
+    return sum(1 for _ in open('/proc/self/maps'))
+eryx.Sandbox().execute('1')
+vm0, rss0, m0 = status('VmSize'), status('VmRSS'), maps()
+t = time.time()
+sessions = []
+for i in range(live):
+    s = eryx.Session()
+    s.execute('x = %d' % i)
+    sessions.append(s)
+vm1, rss1, m1 = status('VmSize'), status('VmRSS'), maps()
+ok = sum(s.execute('print(x)').stdout.strip() == str(i) for i, s in enumerate(sessions))
+print(f"{live} live Sessions: {ok} correct, {time.time() - t:.1f} s; per Session: address space "
+      f"+{(vm1 - vm0) / live / 2**20:.2f} GiB, RSS +{(rss1 - rss0) / live / 1024:.2f} MiB, "
+      f"+{(m1 - m0) / live:.1f} mappings; total address space {vm1 / 2**30:.0f} TiB", flush=True)
+for s in sessions:
+    s.close()
+t = time.time()
+ok = sum(eryx.Sandbox().execute('print(%d)' % i).stdout.strip() == str(i) for i in range(seq))
+print(f"{seq} sequential Sandboxes: {ok} correct, {time.time() - t:.1f} s; afterwards address space "
+      f"{status('VmSize') / 2**20:.0f} GiB (idle pool), {maps()} mappings", flush=True)
+"""
+
+
 def native_default():
     cfg = os.path.join(os.environ.get("GOERYX_CACHE_DIR", os.path.expanduser("~/.cache/goeryx")),
                        "bench", "venv-goeryx", "pyvenv.cfg")
@@ -71,7 +108,12 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--native", default=native_default())
+    ap.add_argument("--scale", help="LIVE,SEQUENTIAL: the scale check instead")
     a = ap.parse_args()
+    if a.scale:
+        live, seq = a.scale.split(",")
+        subprocess.run([a.python, "-I", "-c", SCALE, live, seq], check=True, cwd="/")
+        return
     src = open(os.path.join(HERE, "compute.py")).read()
     modes = ["guarded", "checked", "native"]
     results = {m: [] for m in modes}
