@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tetratelabs/wazero"
@@ -377,4 +379,35 @@ func FuzzMemoryGuard(f *testing.F) {
 	})
 }
 
-var _ = fmt.Sprint
+
+// Faults that are not guest accesses reach Go's handler unchanged: a nil dereference in Go
+// code is still Go's panic, and so is a fault at a guarded address from Go code (not wazero's
+// code: the handler checks the PC), which debug.SetPanicOnFault turns into a panic.
+func TestMemoryGuardForwardsOtherFaults(t *testing.T) {
+	requireWazeroPatch(t)
+	h := newGuardHarness(t)
+	if !h.guarded {
+		t.Skip("memory guard off")
+	}
+	recovered := func(f func()) (r any) {
+		defer func() { r = recover() }()
+		f()
+		return nil
+	}
+	var nilPtr *int
+	r := recovered(func() { _ = *nilPtr })
+	require.Contains(t, fmt.Sprint(r), "nil pointer dereference")
+
+	mem, err := h.pool.get(0)
+	require.NoError(t, err)
+	defer mem.Free()
+	mem.Reallocate(wasmPageSize)
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	r = recovered(func() { guardTestSink = mem.reserved[2*wasmPageSize] })
+	fault, ok := r.(interface{ Addr() uintptr })
+	require.True(t, ok, "%v", r)
+	require.Equal(t, uintptr(unsafe.Pointer(&mem.reserved[2*wasmPageSize])), fault.Addr())
+}
+
+var guardTestSink byte
