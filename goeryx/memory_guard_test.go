@@ -379,7 +379,6 @@ func FuzzMemoryGuard(f *testing.F) {
 	})
 }
 
-
 // Faults that are not guest accesses reach Go's handler unchanged: a nil dereference in Go
 // code is still Go's panic, and so is a fault at a guarded address from Go code (not wazero's
 // code: the handler checks the PC), which debug.SetPanicOnFault turns into a panic.
