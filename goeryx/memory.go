@@ -34,7 +34,7 @@ const (
 // In a guarded pool (guard.Available) the mapping is a guard.Reservation whose bytes beyond the
 // current size are PROT_NONE: wazero's code then accesses the memory without bounds checks and
 // an access beyond it faults into the guard's handler, which makes it the out-of-bounds trap
-// (RATIONALE.md, "Guarded linear memory").
+// (RATIONALE.md, "Why guest memory has guard regions instead of bounds checks").
 type linearMemory struct {
 	pool     *memoryPool
 	reserved []byte // the whole mapping

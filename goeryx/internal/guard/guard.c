@@ -1,8 +1,8 @@
 //go:build linux && amd64 && cgo
 
-// The memory-guard signal handler (see guard_linux_amd64.go and RATIONALE.md, "Guarded linear
-// memory"). It runs in front of whatever SIGSEGV handler was installed before it (Go's runtime,
-// Python's faulthandler) and takes only the faults it can prove are out-of-bounds accesses of
+// The memory-guard signal handler (see guard_linux_amd64.go and RATIONALE.md, "Why guest memory
+// has guard regions instead of bounds checks"). It runs in front of whatever SIGSEGV handler was
+// installed before it (Go's runtime, Python's faulthandler) and takes only the faults it can prove are out-of-bounds accesses of
 // guest code: a kernel-generated fault whose address is inside a registered guarded reservation,
 // whose PC is inside a code segment wazero generated, and whose stack pointer is on the
 // compiled-code stack of the execution context published for that reservation. Those it turns

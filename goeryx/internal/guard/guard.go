@@ -1,8 +1,8 @@
 // Package guard is the signal-handling half of goeryx's guarded linear memory (RATIONALE.md,
-// "Guarded linear memory"): each guest memory sits at the start of a reservation of
-// Reservation bytes, inaccessible beyond the memory's size, and wazero (patched, see
-// third_party/wazero/PATCH.md) compiles loads and stores without bounds checks. An access
-// beyond the memory faults; the handler installed here, in front of Go's and any other,
+// "Why guest memory has guard regions instead of bounds checks"): each guest memory sits at the
+// start of a reservation of Reservation bytes, inaccessible beyond the memory's size, and
+// wazero (patched, see third_party/wazero/PATCH.md) compiles loads and stores without bounds
+// checks. An access beyond the memory faults; the handler installed here, in front of Go's and any other,
 // turns such a fault into wazero's out-of-bounds trap and passes every other fault on.
 //
 // Available reports whether this process has the handler (Linux on amd64 with cgo, the
