@@ -2,8 +2,9 @@
 // "Why guest memory has guard regions instead of bounds checks"): each guest memory sits at the
 // start of a reservation of Reservation bytes, inaccessible beyond the memory's size, and
 // wazero (patched, see third_party/wazero/PATCH.md) compiles loads and stores without bounds
-// checks. An access beyond the memory faults; the handler installed here, in front of Go's and any other,
-// turns such a fault into wazero's out-of-bounds trap and passes every other fault on.
+// checks. An access beyond the memory faults; the handler installed here, in front of Go's and
+// any other, turns such a fault into wazero's out-of-bounds trap and passes every other fault
+// on.
 //
 // Available reports whether this process has the handler (Linux on amd64 with cgo, the
 // handler installed, a reservation granted, and GOERYX_MEMORY_GUARD not "0"); without it
