@@ -14,7 +14,15 @@ CPython 3.13 (default: the one bench/setup.sh prepared, else this one).
 
     python3 bench/memory_guard.py --scale 500,10000 [--python PY]
 
-instead keeps 500 Sessions alive at once (address space, resident memory and mappings per
+    python3 bench/memory_guard.py --latency [--rounds 5]
+
+instead compares Sandbox()+execute('print(1)') with and without the guard: p50 and process CPU
+time per run of 200 runs after 20 warm-ups, and runs per second over 3 s, in alternating fresh
+processes (on a busy machine only the CPU time means much).
+
+    python3 bench/memory_guard.py --scale 500,10000 [--python PY]
+
+keeps 500 Sessions alive at once (address space, resident memory and mappings per
 Session, from /proc/self) and then runs 10,000 Sandboxes one after the other.
 """
 import argparse
@@ -90,6 +98,29 @@ print(f"{seq} sequential Sandboxes: {ok} correct, {time.time() - t:.1f} s; after
 """
 
 
+LATENCY = r"""
+import json, resource, statistics, time
+import eryx
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+for _ in range(20):
+    eryx.Sandbox().execute('print(1)')
+ts = []
+c0 = cpu()
+for _ in range(200):
+    t = time.perf_counter()
+    eryx.Sandbox().execute('print(1)')
+    ts.append(time.perf_counter() - t)
+c1 = cpu()
+n, end = 0, time.perf_counter() + 3
+while time.perf_counter() < end:
+    eryx.Sandbox().execute('print(1)')
+    n += 1
+print(json.dumps({'p50_ms': statistics.median(ts) * 1e3, 'runs_s': n / 3, 'cpu_ms': (c1 - c0) / 200 * 1e3}))
+"""
+
+
 def native_default():
     cfg = os.path.join(os.environ.get("GOERYX_CACHE_DIR", os.path.expanduser("~/.cache/goeryx")),
                        "bench", "venv-goeryx", "pyvenv.cfg")
@@ -109,7 +140,26 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--native", default=native_default())
     ap.add_argument("--scale", help="LIVE,SEQUENTIAL: the scale check instead")
+    ap.add_argument("--latency", action="store_true", help="Sandbox()+execute instead")
     a = ap.parse_args()
+    if a.latency:
+        res = {"guarded": [], "checked": []}
+        for r in range(a.rounds):
+            for m in (["guarded", "checked"] if r % 2 == 0 else ["checked", "guarded"]):
+                env = dict(os.environ)
+                if m == "checked":
+                    env["GOERYX_MEMORY_GUARD"] = "0"
+                out = subprocess.run([a.python, "-I", "-c", LATENCY], env=env, capture_output=True,
+                                     text=True, check=True, cwd="/")
+                res[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"round {r + 1} {m:8s} {res[m][-1]}", file=sys.stderr, flush=True)
+        for k in ("p50_ms", "runs_s", "cpu_ms"):
+            g = statistics.median(x[k] for x in res["guarded"])
+            c = statistics.median(x[k] for x in res["checked"])
+            print(f"Sandbox()+execute {k}: guarded {g:.3f}, checked {c:.3f}, guarded/checked {g / c:.2f} "
+                  f"(guarded {min(x[k] for x in res['guarded']):.3f}-{max(x[k] for x in res['guarded']):.3f}, "
+                  f"checked {min(x[k] for x in res['checked']):.3f}-{max(x[k] for x in res['checked']):.3f})")
+        return
     if a.scale:
         live, seq = a.scale.split(",")
         subprocess.run([a.python, "-I", "-c", SCALE, live, seq], check=True, cwd="/")
