@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goeryx/goeryx/goeryx/internal/guard"
 	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
 )
 
@@ -165,6 +166,9 @@ func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 		r.signals = w.WatchSignals() // on the calling goroutine: the host may look at its thread
 	}
 	inst.memUse.beginRun(inst.mem)
+	// A SIGSEGV handler installed since the last run (faulthandler.enable()) would see the
+	// guest's out-of-bounds faults first: go back in front of it.
+	guard.EnsureFront()
 	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
 	if inst.cancelled.Load() {
