@@ -37,6 +37,9 @@ type FactoryOptions struct {
 	Packages []string
 	// Imports are imported before the interpreter state is captured.
 	Imports []string
+	// SetupCode runs after the imports, in the user namespace, before the state is captured:
+	// the names it binds are globals of every sandbox (an extension, as pyeryx's setup_code).
+	SetupCode string
 	// Cache shares the captured state between identical factories in the process.
 	Cache bool
 }
@@ -169,13 +172,13 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 		return nil, factoryError(err)
 	}
 	imports := append([]string{}, opts.Imports...)
-	key := newCacheKey("goeryx factory", rt.imageKey, hash, strings.Join(imports, "\x00")).String()
+	key := newCacheKey("goeryx factory", rt.imageKey, hash, strings.Join(imports, "\x00"), opts.SetupCode).String()
 	if opts.Cache {
 		if fi := cachedImage(key); fi != nil {
 			return &Factory{rt: rt, img: fi}, nil
 		}
 	}
-	image, err := rt.captureFactoryImage(dir, imports)
+	image, err := rt.captureFactoryImage(dir, imports, opts.SetupCode)
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +204,11 @@ func newFactoryImage(key string, image []byte, dir string, imports []string) (*f
 
 // packagesResponse is the driver's answer to prepare_packages and compile_packages.
 type packagesResponse struct {
-	OK      bool   `json:"ok"`
-	Module  string `json:"module"`
-	Error   string `json:"error"`
-	Message string `json:"driver_error"`
+	OK         bool   `json:"ok"`
+	Module     string `json:"module"`
+	Error      string `json:"error"`
+	SetupError string `json:"setup_error"`
+	Message    string `json:"driver_error"`
 }
 
 // withPackages starts an interpreter from the runtime's image with dir mounted at
@@ -244,6 +248,8 @@ func (rt *Runtime) withPackages(dir string, writable bool, header map[string]any
 	switch {
 	case resp.Error != "":
 		return initError("pre-import of '%s' failed: %s", resp.Module, resp.Error)
+	case resp.SetupError != "":
+		return initError("setup_code failed: %s", resp.SetupError)
 	case !resp.OK:
 		return initError("cannot build factory: guest driver error: %s%s", resp.Message, suffixOf(stderr))
 	}
@@ -260,14 +266,17 @@ func (rt *Runtime) compilePackages(dir string) error {
 
 // captureFactoryImage starts an interpreter from the runtime's image with dir at
 // /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
-// and returns a copy of its memory.
-func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, error) {
+// and run setupCode, and returns a copy of its memory.
+func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode string) ([]byte, error) {
 	what := "the pre-imports"
 	if len(imports) > 0 {
 		what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
 	}
+	if setupCode != "" {
+		what += " and setup_code"
+	}
 	var image []byte
-	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports},
+	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports, "setup_code": setupCode},
 		what, func(inst *instance) error {
 			mem := inst.mod.Memory()
 			img, ok := mem.Read(0, mem.Size())
