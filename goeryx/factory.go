@@ -62,7 +62,8 @@ type factoryImage struct {
 	key     string
 	image   []byte
 	pool    *memoryPool
-	pkgDir  string // the private site-packages directory (content-addressed, never written)
+	pkgDir  string         // the private site-packages directory (content-addressed, never written)
+	lease   *factory.Lease // keeps pkgDir from eviction from the packages cache (nil: not ours)
 	imports []string
 	refs    atomic.Int64
 	cached  bool // in factoryCache: released only when the cache entry and all users are gone
@@ -73,6 +74,7 @@ func (fi *factoryImage) acquire() { fi.refs.Add(1) }
 func (fi *factoryImage) release() {
 	if fi.refs.Add(-1) == 0 {
 		fi.pool.close()
+		fi.lease.Release()
 	}
 }
 
@@ -167,7 +169,7 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 			return nil, initError("package not found: %s", opts.SitePackages)
 		}
 	}
-	dir, hash, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits, rt.compilePackages)
+	dir, hash, lease, fresh, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits, rt.compilePackages)
 	if err != nil {
 		return nil, factoryError(err)
 	}
@@ -175,15 +177,30 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 	key := newCacheKey("goeryx factory", rt.imageKey, hash, strings.Join(imports, "\x00"), opts.SetupCode).String()
 	if opts.Cache {
 		if fi := cachedImage(key); fi != nil {
+			lease.Release()
 			return &Factory{rt: rt, img: fi}, nil
 		}
 	}
-	image, err := rt.captureFactoryImage(dir, imports, opts.SetupCode)
-	if err != nil {
-		return nil, err
+	// With cache, an image captured by an earlier process from the same inputs is reused.
+	var image []byte
+	if opts.Cache {
+		image = factory.LoadImage(root, key)
 	}
-	fi, err := newFactoryImage(key, image, dir, imports)
+	if image == nil {
+		if image, err = rt.captureFactoryImage(dir, imports, opts.SetupCode); err != nil {
+			lease.Release()
+			return nil, err
+		}
+		if opts.Cache && factory.SaveImage(root, key, image) == nil {
+			fresh = true
+		}
+	}
+	if fresh {
+		factory.Prune(root, factory.CacheLimitsFromEnv())
+	}
+	fi, err := newFactoryImage(key, image, dir, lease, imports)
 	if err != nil {
+		lease.Release()
 		return nil, err
 	}
 	if opts.Cache {
@@ -192,12 +209,12 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 	return &Factory{rt: rt, img: fi}, nil
 }
 
-func newFactoryImage(key string, image []byte, dir string, imports []string) (*factoryImage, error) {
+func newFactoryImage(key string, image []byte, dir string, lease *factory.Lease, imports []string) (*factoryImage, error) {
 	pool, err := newMemoryPool(image)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}
-	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, imports: imports}
+	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, lease: lease, imports: imports}
 	fi.refs.Store(1)
 	return fi, nil
 }
@@ -373,19 +390,25 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 		return nil, initError("failed to load factory from %s: %v", label, err)
 	}
 	var dir string
+	var lease *factory.Lease
 	if sitePackages == "" {
 		root, err := rt.packagesRoot()
 		if err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
 		}
-		if dir, err = factory.ExtractFiles(root, files, h.FilesKey(), label, rt.guest(), factory.DefaultLimits); err != nil {
+		var fresh bool
+		if dir, lease, fresh, err = factory.ExtractFiles(root, files, h.FilesKey(), label, rt.guest(), factory.DefaultLimits); err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
+		}
+		if fresh {
+			factory.Prune(root, factory.CacheLimitsFromEnv())
 		}
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
 		return nil, err
 	}
-	fi, err := newFactoryImage(key, image, dir, h.Imports)
+	fi, err := newFactoryImage(key, image, dir, lease, h.Imports)
 	if err != nil {
+		lease.Release()
 		return nil, err
 	}
 	if cache && key != "" {

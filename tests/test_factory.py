@@ -518,6 +518,41 @@ def test_cache_shares_captured_state(tmp_path):
             assert x.to_bytes() == y.to_bytes() == data
 
 
+_CROSS_PROCESS = """
+import sys, eryx
+pkg, cache = sys.argv[1], sys.argv[2] == "1"
+with eryx.SandboxFactory(packages=[pkg], imports=["stamp"], cache=cache) as f, f.create_sandbox() as sb:
+    print(sb.execute("import stamp\\nprint(stamp.TOKEN)").stdout)
+"""
+
+
+def test_cache_shares_captured_state_across_processes(tmp_path):
+    """cache=True keeps the captured image in the cache directory: a later process building
+    the same factory starts from it (the module's import-time token is the same) instead of
+    importing again; without cache=True each build imports."""
+    import subprocess
+    import sys
+
+    pkg = _make_pkg_dir(tmp_path, name="stamp", body="import os\nTOKEN = os.urandom(8).hex()\n")
+    env = dict(os.environ, GOERYX_CACHE_DIR=str(tmp_path / "cache"))
+
+    def build(cache):
+        out = subprocess.run([sys.executable, "-c", _CROSS_PROCESS, str(pkg), "1" if cache else "0"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    first = build(True)
+    assert len(first) == 16
+    assert build(True) == first
+    assert build(False) != first
+    images = list((tmp_path / "cache" / "factory-packages").glob("i-*.img"))
+    assert len(images) == 1
+    # A damaged cached image is not used (nor kept): the next build imports again.
+    images[0].write_bytes(images[0].read_bytes()[:-1] + b"x")
+    assert build(True) not in ("", first)
+
+
 def test_pre_import_of_missing_module():
     with pytest.raises(eryx.InitializationError) as ei:
         eryx.SandboxFactory(imports=["no_such_module_xyz"])
