@@ -80,7 +80,9 @@ class SandboxFactory:
             that every sandbox would otherwise build again, such as a ``jinja2.Environment``
             (its lexer) or compiled templates. ``Session.clear_state()`` binds them again;
             ``reset()`` also restores their state. Its output is discarded.
-        cache: Share the captured state between identical factories in this process.
+        cache: Share the captured state between identical factories: in this process, and
+            through the goeryx cache directory with later processes (which then skip the
+            imports and ``setup_code``).
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -140,7 +142,7 @@ class SandboxFactory:
             path: The file written by ``save``.
             site_packages: A directory mounted read-only, as is, instead of the saved
                 package files.
-            cache: As for the constructor.
+            cache: Share the loaded state with identical files loaded in this process.
 
         Raises:
             InitializationError: The file is missing, unreadable, not a goeryx factory file,
@@ -169,7 +171,7 @@ class SandboxFactory:
             data: Bytes-like output of ``to_bytes``.
             site_packages: A directory mounted read-only, as is, instead of the saved
                 package files.
-            cache: As for the constructor.
+            cache: Share the loaded state with identical files loaded in this process.
 
         Raises:
             InitializationError: As for ``load``.
