@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark for issue 12 (SandboxFactory): goeryx and pyeryx (the reference) side by side.
 
-    .venv/bin/python bench/factory.py                 # 2 rounds: ~15 minutes on 2 cores
-    .venv/bin/python bench/factory.py --quick         # 1 round, few repetitions
-    .venv/bin/python bench/factory.py --rounds 5 --json out.json
+    .venv/bin/python bench/factory.py                 # 5 goeryx rounds, 1 pyeryx round (~10 min)
+    .venv/bin/python bench/factory.py --quick         # 1 round each, few repetitions
+    .venv/bin/python bench/factory.py --rounds 7 --pyeryx-rounds 2 --json out.json
+    .venv/bin/python bench/factory.py --pyeryx-from out.json   # reuse pyeryx rounds measured before
     .venv/bin/python bench/factory.py --systems goeryx
 
 Each round runs one fresh worker process per system (this file with --worker), goeryx in this
@@ -12,8 +13,10 @@ $GOERYX_CACHE_DIR/bench/venv-pyeryx; without it pyeryx is skipped with a note). 
 the same code on the same real packages (tests/_packages.py: pip download, pinned and hashed,
 cached under $GOERYX_CACHE_DIR/test-wheels). Every timed row is a median (p50) over repetitions
 after a warm-up; the table shows the median over rounds and the range [min-max] of the rounds'
-p50s. "x plain" divides by the same worker's plain `Sandbox()+execute('print(1)')` p50 (the
-baseline measured in the same process, minutes apart at most); "go/py" divides goeryx by pyeryx.
+p50s. "x plain" is the median over rounds of the row's p50 over the p50 of a plain
+`Sandbox()+execute('print(1)')` run alternately with it (the baseline under the same load);
+"go/py" divides the goeryx median by the pyeryx one (measured in other processes, at other times:
+under changing load this ratio is the noisier one).
 Wall-clock figures on a shared machine are inflated by other load; the ratios less so.
 
 The jinja2 rows (issue 12's targets) differ in what the factory captured:
@@ -85,6 +88,19 @@ def p50_ms(fn, n):
     return statistics.median(times)
 
 
+def p50_pair_ms(fn, base, n):
+    """p50s of fn and of base, run alternately: base is measured under the same load as fn."""
+    fn()
+    base()
+    a, b = [], []
+    for _ in range(n):
+        for f, out in ((fn, a), (base, b)):
+            t = time.perf_counter()
+            f()
+            out.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(a), statistics.median(b)
+
+
 def timed_ms(fn):
     t = time.perf_counter()
     out = fn()
@@ -139,7 +155,11 @@ def worker(system, quick, skip):
         sb = factory.create_sandbox(resource_limits=eryx.ResourceLimits(max_fuel=10**12))
         return sb.execute(code).fuel_consumed
 
-    rows["plain"] = p50_ms(run_once(None, "print(1)", "1"), n)
+    plain = run_once(None, "print(1)", "1")
+    rows["plain"] = p50_ms(plain, n)
+
+    def timed_row(key, fn, reps=n):
+        rows[key], rows[key + "_plain"] = p50_pair_ms(fn, plain, reps)
 
     jinja_pkgs = [*_packages.wheels("jinja2"), _packages.markupsafe_tgz(tmp)]
     # A module of its own makes the inputs new, so that this build stages and compiles.
@@ -147,47 +167,23 @@ def worker(system, quick, skip):
     os.mkdir(nonce)
     with open(os.path.join(nonce, f"nonce_{os.getpid()}_{time.time_ns()}.py"), "w") as out:
         out.write("")
-    f, rows["j_build_first"] = timed_ms(
+    # Kept alive to the end: freeing it now would return memory to the OS during the PSS rows.
+    first, rows["j_build_first"] = timed_ms(
         lambda: eryx.SandboxFactory(packages=[*jinja_pkgs, nonce], imports=["jinja2"]))
-    del f
     f, rows["j_build"] = timed_ms(lambda: eryx.SandboxFactory(packages=jinja_pkgs, imports=["jinja2"]))
-    rows["j_print"] = p50_ms(run_once(f, "print(1)", "1"), n)
-    rows["j_render"] = p50_ms(run_once(f, RENDER, RENDERED), n)
-    warm = eryx.SandboxFactory(packages=jinja_pkgs, imports=["jinja2"], setup_code=SETUP_WARM)
-    rows["j_render_warm"] = p50_ms(run_once(warm, RENDER, RENDERED), n)
-    tpl = eryx.SandboxFactory(packages=jinja_pkgs, imports=["jinja2"], setup_code=SETUP_TEMPLATE)
-    rows["j_render_tpl"] = p50_ms(run_once(tpl, RENDER_CAPTURED, RENDERED), n)
-    rows["j_fuel_render"] = fuel(f, RENDER)
-    rows["j_fuel_warm"] = fuel(warm, RENDER)
-    rows["j_fuel_tpl"] = fuel(tpl, RENDER_CAPTURED)
-    rows["j_fuel_print"] = fuel(f, "print(1)")
-    del warm, tpl
-    if "nopre" not in skip:
-        nopre = eryx.SandboxFactory(packages=jinja_pkgs)
-        rows["j_render_nopre"] = p50_ms(run_once(nopre, RENDER, RENDERED), max(3, n // 5))
-        del nopre
-    path = os.path.join(tmp, "jinja.eryx")
-    _, rows["j_save"] = timed_ms(lambda: f.save(path))
-    rows["j_bytes"] = os.path.getsize(path) / 1e6
-    loads = []
-    for _ in range(3 if quick else 7):
-        g, ms = timed_ms(lambda: eryx.SandboxFactory.load(path))
-        loads.append(ms)
-        del g
-    rows["j_load"] = statistics.median(loads)
 
     # Memory: live sandboxes (and, for goeryx, sessions) from one factory, each having run once,
     # share the image. A first batch settles the pools, so that the delta is the per-object cost.
     import gc
 
     def pss_per(make, count=100):
-        first = [make() for _ in range(10)]
+        settle = [make() for _ in range(10)]
         gc.collect()
         before = pss_kib()
         live = [make() for _ in range(count)]
         gc.collect()
         after = pss_kib()
-        del first, live
+        del settle, live
         return None if before is None or after is None else (after - before) / count
 
     def live_sandbox():
@@ -203,6 +199,31 @@ def worker(system, quick, skip):
     rows["pss"] = pss_per(live_sandbox)
     if goeryx:
         rows["pss_session"] = pss_per(live_session)
+
+    timed_row("j_print", run_once(f, "print(1)", "1"))
+    timed_row("j_render", run_once(f, RENDER, RENDERED))
+    warm = eryx.SandboxFactory(packages=jinja_pkgs, imports=["jinja2"], setup_code=SETUP_WARM)
+    timed_row("j_render_warm", run_once(warm, RENDER, RENDERED))
+    tpl = eryx.SandboxFactory(packages=jinja_pkgs, imports=["jinja2"], setup_code=SETUP_TEMPLATE)
+    timed_row("j_render_tpl", run_once(tpl, RENDER_CAPTURED, RENDERED))
+    rows["j_fuel_render"] = fuel(f, RENDER)
+    rows["j_fuel_warm"] = fuel(warm, RENDER)
+    rows["j_fuel_tpl"] = fuel(tpl, RENDER_CAPTURED)
+    rows["j_fuel_print"] = fuel(f, "print(1)")
+    del warm, tpl
+    if "nopre" not in skip:
+        nopre = eryx.SandboxFactory(packages=jinja_pkgs)
+        timed_row("j_render_nopre", run_once(nopre, RENDER, RENDERED), max(3, n // 5))
+        del nopre
+    path = os.path.join(tmp, "jinja.eryx")
+    _, rows["j_save"] = timed_ms(lambda: f.save(path))
+    rows["j_bytes"] = os.path.getsize(path) / 1e6
+    loads = []
+    for _ in range(3 if quick else 7):
+        g, ms = timed_ms(lambda: eryx.SandboxFactory.load(path))
+        loads.append(ms)
+        del g
+    rows["j_load"] = statistics.median(loads)
     del f
 
     if "sympy" not in skip:
@@ -211,7 +232,7 @@ def worker(system, quick, skip):
         # nothing is left to import per sandbox.
         sf, rows["s_build"] = timed_ms(
             lambda: eryx.SandboxFactory(packages=sym_pkgs, imports=["sympy", "sympy.tensor.tensor"]))
-        rows["s_expand"] = p50_ms(run_once(sf, SYMPY, SYMPY_OUT), n)
+        timed_row("s_expand", run_once(sf, SYMPY, SYMPY_OUT))
         path = os.path.join(tmp, "sympy.eryx")
         sf.save(path)
         rows["s_bytes"] = os.path.getsize(path) / 1e6
@@ -222,6 +243,7 @@ def worker(system, quick, skip):
             del g
         rows["s_load"] = statistics.median(loads)
     rows["_version"] = eryx.__version__
+    del first
     return rows
 
 
@@ -260,7 +282,11 @@ def fmt(v, unit):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--rounds", type=int, help="goeryx rounds (default 5, --quick 1)")
+    ap.add_argument("--pyeryx-rounds", type=int, default=1,
+                    help="pyeryx rounds (default 1: its factory builds take minutes each)")
+    ap.add_argument("--pyeryx-from", metavar="JSON",
+                    help="take the pyeryx rounds from an earlier --json output instead of running them")
     ap.add_argument("--json")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--skip", default="", help="comma-separated: sympy, nopre")
@@ -270,7 +296,7 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, a.quick, a.skip)))
         return
-    rounds = a.rounds or (1 if a.quick else 2)
+    rounds = {"goeryx": a.rounds or (1 if a.quick else 5), "pyeryx": a.pyeryx_rounds}
     pys = {"goeryx": sys.executable}
     notes = []
     systems = [s for s in a.systems.split(",") if s]
@@ -280,11 +306,18 @@ def main():
             notes.append(why)
             systems.remove("pyeryx")
     results = {s: [] for s in systems}
-    for r in range(rounds):
+    if a.pyeryx_from and "pyeryx" in systems:
+        with open(a.pyeryx_from) as f:
+            results["pyeryx"] = json.load(f)["rounds"]["pyeryx"]
+        rounds["pyeryx"] = 0
+        notes.append(f"pyeryx rounds from {a.pyeryx_from}")
+    for r in range(max(rounds.values())):
         for s in systems:
+            if r >= rounds[s]:
+                continue
             t = time.time()
             out, err = run_worker(pys[s], s, a)
-            print(f"[round {r + 1}/{rounds}] {s}: {time.time() - t:.0f} s" + (f" FAILED: {err}" if err else ""),
+            print(f"[round {r + 1}/{rounds[s]}] {s}: {time.time() - t:.0f} s" + (f" FAILED: {err}" if err else ""),
                   file=sys.stderr, flush=True)
             if out is not None:
                 results[s].append(out)
@@ -307,11 +340,11 @@ def main():
             if med is None:
                 cells += ["—", ""]
                 continue
-            cell = fmt(med, unit) + (f" [{fmt(lo, unit)}–{fmt(hi, unit)}]" if len(results[s]) > 1 else "")
+            cell = fmt(med, unit) + (f" [{fmt(lo, unit)}–{fmt(hi, unit)}]" if lo != hi else "")
             ratio = ""
             if key in RATIO_TO_PLAIN:
-                # the ratio of each round's p50 to the same round's plain p50
-                rs = [x[key] / x["plain"] for x in results[s] if x.get(key) is not None]
+                # each round's p50 over the plain p50 measured alternately with it
+                rs = [x[key] / x.get(key + "_plain", x["plain"]) for x in results[s] if x.get(key) is not None]
                 ratio = f"{statistics.median(rs):.2f}x"
             cells += [cell, ratio]
         g, p = meds.get("goeryx"), meds.get("pyeryx")
@@ -324,7 +357,8 @@ def main():
     for c in lines:
         print("| " + " | ".join(str(x).ljust(w) for x, w in zip(c, widths)) + " |")
     versions = {s: results[s][0].get("_version") for s in systems if results[s]}
-    print(f"\nrounds: {rounds}; versions: {versions}; load average: {os.getloadavg()}")
+    print(f"\nrounds: { {k: len(v) for k, v in results.items()} }; versions: {versions}; "
+          f"load average at the end: {os.getloadavg()}")
     for n in notes:
         print("NOTE:", n)
     if a.json:
