@@ -16,7 +16,8 @@ after a warm-up; the table shows the median over rounds and the range [min-max] 
 p50s. "x plain" is the median over rounds of the row's p50 over the p50 of a plain
 `Sandbox()+execute('print(1)')` run alternately with it (the baseline under the same load);
 "go/py" divides the goeryx median by the pyeryx one (measured in other processes, at other times:
-under changing load this ratio is the noisier one).
+under changing load this ratio is the noisier one: compare the "CPU per run" rows, process CPU
+time of the run, which other load inflates far less).
 Wall-clock figures on a shared machine are inflated by other load; the ratios less so.
 
 The jinja2 rows (issue 12's targets) differ in what the factory captured:
@@ -73,6 +74,10 @@ ROWS = [
     ("s_bytes", "sympy artifact size", "MB"),
     ("s_load", "sympy load() of the saved file", "ms"),
 ]
+# Process CPU time per run (p50) of the timed rows: under other load, the fairer comparison of
+# two systems measured at different times.
+ROWS += [(k + "_cpu", "CPU per run: " + label, unit) for k, label, unit in ROWS
+         if k == "plain" or k in ("j_print", "j_render", "j_render_warm", "j_render_tpl", "s_expand")]
 RATIO_TO_PLAIN = {"j_print", "j_render", "j_render_warm", "j_render_tpl", "j_render_nopre", "s_expand"}
 
 
@@ -89,16 +94,20 @@ def p50_ms(fn, n):
 
 
 def p50_pair_ms(fn, base, n):
-    """p50s of fn and of base, run alternately: base is measured under the same load as fn."""
+    """p50s of fn and of base, run alternately: base is measured under the same load as fn.
+    Also fn's p50 of process CPU time (all threads), which other load inflates far less."""
     fn()
     base()
-    a, b = [], []
+    a, b, cpu = [], [], []
     for _ in range(n):
         for f, out in ((fn, a), (base, b)):
+            c = time.process_time()
             t = time.perf_counter()
             f()
             out.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(a), statistics.median(b)
+            if f is fn:
+                cpu.append((time.process_time() - c) * 1e3)
+    return statistics.median(a), statistics.median(b), statistics.median(cpu)
 
 
 def timed_ms(fn):
@@ -157,9 +166,10 @@ def worker(system, quick, skip):
 
     plain = run_once(None, "print(1)", "1")
     rows["plain"] = p50_ms(plain, n)
+    _, _, rows["plain_cpu"] = p50_pair_ms(plain, plain, n)
 
     def timed_row(key, fn, reps=n):
-        rows[key], rows[key + "_plain"] = p50_pair_ms(fn, plain, reps)
+        rows[key], rows[key + "_plain"], rows[key + "_cpu"] = p50_pair_ms(fn, plain, reps)
 
     jinja_pkgs = [*_packages.wheels("jinja2"), _packages.markupsafe_tgz(tmp)]
     # A module of its own makes the inputs new, so that this build stages and compiles.
@@ -342,6 +352,9 @@ def main():
                 continue
             cell = fmt(med, unit) + (f" [{fmt(lo, unit)}–{fmt(hi, unit)}]" if lo != hi else "")
             ratio = ""
+            if key.endswith("_cpu") and key != "plain_cpu":
+                rs = [x[key] / x["plain_cpu"] for x in results[s] if x.get(key) and x.get("plain_cpu")]
+                ratio = f"{statistics.median(rs):.2f}x" if rs else ""
             if key in RATIO_TO_PLAIN:
                 # each round's p50 over the plain p50 measured alternately with it
                 rs = [x[key] / x.get(key + "_plain", x["plain"]) for x in results[s] if x.get(key) is not None]
