@@ -110,6 +110,21 @@ func remember(fi *factoryImage) *factoryImage {
 	return fi
 }
 
+// pruning is set while a prunePackages runs: one at a time is enough.
+var pruning atomic.Bool
+
+// prunePackages bounds the packages cache (factory.Prune) in the background: it walks every
+// staged tree for its size, which should not delay the build that just added one.
+func prunePackages(root string) {
+	if !pruning.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer pruning.Store(false)
+		factory.Prune(root, factory.CacheLimitsFromEnv())
+	}()
+}
+
 // packagesRoot is where private site-packages directories are staged.
 func (rt *Runtime) packagesRoot() (string, error) {
 	if rt.cacheDir != "" {
@@ -196,7 +211,7 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 		}
 	}
 	if fresh {
-		factory.Prune(root, factory.CacheLimitsFromEnv())
+		prunePackages(root)
 	}
 	fi, err := newFactoryImage(key, image, dir, lease, imports)
 	if err != nil {
@@ -401,7 +416,7 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 			return nil, initError("failed to load factory from %s: %v", label, err)
 		}
 		if fresh {
-			factory.Prune(root, factory.CacheLimitsFromEnv())
+			prunePackages(root)
 		}
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
 		return nil, err
