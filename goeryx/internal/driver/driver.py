@@ -883,13 +883,20 @@ def _configure(header, payload):
     return {"ok": True}
 
 
+# Names a factory's setup_code bound (name -> object): part of the factory's image, not user
+# state, while they keep those objects; clear_state binds them again.
+_setup_names = {}
+
+
 def _user_names():
-    return [k for k in _ns if k not in _MODULE_DUNDERS and k not in _injected]
+    return [k for k in _ns if k not in _MODULE_DUNDERS and k not in _injected
+            and not (k in _setup_names and _ns[k] is _setup_names[k])]
 
 
 def _clear_state(header, payload):
     for k in _user_names():
         del _ns[k]
+    _ns.update(_setup_names)
     return {"ok": True}
 
 
@@ -1164,7 +1171,8 @@ def _prepare(header, payload):
 
 def _prepare_packages(header, payload):
     """A SandboxFactory's image (API.md §10), on a copy of the runtime's: its packages (mounted
-    read-only at header["path"]) join sys.path with their .pth files, then its imports run."""
+    read-only at header["path"]) join sys.path with their .pth files, then its imports run,
+    then its setup_code (in the user namespace)."""
     import gc
     import importlib
     import site
@@ -1178,6 +1186,19 @@ def _prepare_packages(header, payload):
             if isinstance(e, ExecutionInterrupted):
                 raise
             return {"ok": False, "module": name, "error": "%s: %s" % (_type_name(type(e)), e)}
+    setup = header.get("setup_code")
+    if setup:
+        # Objects that every sandbox would otherwise build again (a jinja2 Environment and its
+        # lexer, compiled templates): made once, in the user namespace, and captured.
+        try:
+            exec(compile(setup, "<setup_code>", "exec"), _ns)
+        except BaseException as e:
+            if isinstance(e, ExecutionInterrupted):
+                raise
+            return {"ok": False, "setup_error": "%s: %s" % (_type_name(type(e)), e)}
+        finally:
+            _ns.pop(_result_variable, None)
+        _setup_names.update((k, _ns[k]) for k in _user_names())
     gc.collect()
     gc.freeze()
     return {"ok": True}
