@@ -200,6 +200,10 @@ def main():
     cpu_over = [sum(s) - loc for s, loc in zip(r["onecpu"], r["localcpu"])]
     cpu_over_unb = [sum(s) - loc for s, loc in zip(r["unbatchedcpu"], r["localcpu"])]
     scale = [two / one for two, one in zip(r["two"], r["one"])]
+    cores_one = [sum(s) / 1e3 * rate for s, rate in zip(r["onecpu"], r["one"])]
+    cores_two = [sum(s) / 1e3 * rate for s, rate in zip(r["twocpu"], r["two"])]
+    scale_per_core = [(two / c2) / (one / c1) for two, c2, one, c1 in
+                      zip(r["two"], cores_two, r["one"], cores_one)]
     scale_12 = [two / one for two, one in zip(r["two"], r["onetwo"])]
 
     def split(key):
@@ -232,11 +236,14 @@ def main():
     print(f"| map, 1 actor x 2 sandboxes | {rng(r['onetwo'], '{:,.0f}')} | runs/s | - | - |")
     print(f"| map, 2 actors x 1 sandbox | {rng(r['two'], '{:,.0f}')} | runs/s | - | - |")
     print(f"| **2 actors x 1 vs 1 actor x 1** | {rng(scale, '{:.2f}')} | x | 1.6 (target) | - |")
+    print(f"| cores the benchmark got (CPU of all its processes / wall), 1 actor x 1 | {rng(cores_one, '{:.2f}')} | cores | 1 | - |")
+    print(f"| cores the benchmark got, 2 actors x 1 | {rng(cores_two, '{:.2f}')} | cores | 2 | - |")
+    print(f"| 2 actors x 1 vs 1 actor x 1, runs per core obtained | {rng(scale_per_core, '{:.2f}')} | x | 1.0 (perfect) | - |")
     print(f"| 2 actors x 1 vs 1 actor x 2 | {rng(scale_12, '{:.2f}')} | x | - | - |")
     print(f"| CPU per run, 2 actors: driver / actors / rest of Ray | {split('twocpu')} | ms | - | - |")
     print(f"| map of {n} with an actor killed halfway | {killed_s:.2f} | s | - | all results: {complete} |")
-    print("\nmap sends runs in batches (up to 64 per actor call, ~50 ms of work each; bench/README.md"
-          " has the scaling model).")
+    print("\nmap sends runs in batches (up to 64 per actor call, ~100 ms of work each); "
+          "bench/README.md has the scaling model.")
 
 
 if __name__ == "__main__":

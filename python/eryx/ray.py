@@ -300,15 +300,17 @@ class SandboxPool:
         if self._closed:
             raise ValueError("SandboxPool is closed")
 
-    def _acquire(self, runs: int = 1, busy: list[int] | None = None) -> tuple[int, Any]:
+    def _acquire(
+        self, runs: int = 1, busy: list[int] | None = None, per_slot: int = 0
+    ) -> tuple[int, Any]:
         """The least-loaded actor, with ``runs`` counted against its load. ``busy``: a map's
-        calls in flight per slot; slots with ``sandboxes_per_actor`` of them are skipped."""
+        calls in flight per slot; slots with ``per_slot`` of them are skipped."""
         with self._lock:
             if self._closed:  # closed by another thread during a map
                 raise ValueError("SandboxPool is closed")
             slots = range(len(self._load))
             if busy is not None:
-                slots = [i for i in slots if busy[i] < self.sandboxes_per_actor] or list(slots)
+                slots = [i for i in slots if busy[i] < per_slot] or list(slots)
             slot = min(slots, key=self._load.__getitem__)
             self._load[slot] += runs
             return slot, self._actors[slot]
@@ -408,10 +410,13 @@ class SandboxPool:
     ) -> Iterator[ExecuteResult | Exception]:
         """Yields results as runs finish, with backpressure.
 
-        Runs go to the actors in batches: at most ``capacity`` actor calls in flight, each of
-        up to 64 runs (fewer when runs are slow: a batch aims at ~50 ms of work, so slow runs
-        travel one per call). So at most ``capacity × 64`` codes are taken from the input and
-        not yet yielded. A batch whose actor dies is retried run by run, as ``execute``.
+        Runs go to the actors in batches of up to 64 (fewer when runs are slow: a batch aims
+        at ~100 ms of work, so runs of 100 ms or more travel one per call, and then at most
+        ``capacity`` are in flight, as for ``execute``). Each actor has at most
+        ``sandboxes_per_actor`` batches running and one more queued, so that it never waits
+        for the next batch: at most ``(capacity + num_actors) × 64`` codes are taken from the
+        input and not yet yielded. The runs of a batch whose actor dies are retried one per
+        call (up to ``max_retries`` times each, as ``execute``).
 
         Args:
             codes: The sources to run, consumed lazily (a generator works).
@@ -423,12 +428,12 @@ class SandboxPool:
         self._check_open()
         return self._imap(iter(codes), ordered, return_exceptions)
 
-    # Batching (RATIONALE.md, "eryx.ray sends runs in batches"): a Ray actor call costs about
-    # as much CPU as a small run, so map/imap send several runs per call. A batch aims at
+    # Batching (RATIONALE.md, "eryx.ray sends runs in batches"): a Ray actor call costs more
+    # CPU than a small run, so map/imap send several runs per call. A batch aims at
     # _BATCH_TARGET_S of work in the actor, measured from the previous batches (the first
     # calls carry one run each), and never carries more than _MAX_BATCH runs.
     _MAX_BATCH = 64
-    _BATCH_TARGET_S = 0.05
+    _BATCH_TARGET_S = 0.1
 
     def _batch_size(self, per_run_s: float | None, remaining: int) -> int:
         if per_run_s is None:
@@ -450,14 +455,20 @@ class SandboxPool:
         per_run_s: float | None = None  # seconds per run in the actors, smoothed
         try:
             while True:
-                while len(pending) < self.capacity:
+                while True:
                     remaining = operator.length_hint(codes, 0)
                     size = self._batch_size(per_run_s, remaining)
+                    if retry:
+                        size = 1
+                    # Batches: one more call queued per actor, which it starts as soon as
+                    # one ends (the reply and the next call then travel while it works).
+                    per_slot = self.sandboxes_per_actor + (1 if size > 1 else 0)
+                    if len(pending) >= per_slot * self.num_actors:
+                        break
                     if retry:
                         # One run per call: a run that kills its actor (a callback that
                         # crashes the process, an OOM kill) then takes no other run with it.
                         items = [retry.popleft()]
-                        size = 1
                     else:
                         items = []
                     while not exhausted and len(items) < size:
@@ -471,7 +482,7 @@ class SandboxPool:
                         index += 1
                     if not items:
                         break
-                    slot, handle = self._acquire(len(items), busy)
+                    slot, handle = self._acquire(len(items), busy, per_slot)
                     try:
                         ref = handle.execute_batch.remote([code for _, code, _ in items])
                     except Exception:
