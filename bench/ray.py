@@ -2,15 +2,16 @@
 """Benchmark of eryx.ray (issue 17): SandboxPool.map against a local Sandbox in the same run,
 Ray's own per-call cost, scaling from 1 to 2 actors, and a map with an actor killed halfway.
 
-    .venv/bin/python bench/ray.py               # 3 rounds, ~2-3 minutes; a local Ray cluster
+    .venv/bin/python bench/ray.py               # 5 rounds, ~2-4 minutes; a local Ray cluster
     .venv/bin/python bench/ray.py --rounds 1 --runs 500   # quicker
 
 Every figure is measured in this process on one local cluster (`ray.init(num_cpus=2)`). The
-measurements of a round run one after another (local, 1 actor, 2 actors, ...), and the rounds
-repeat them, so each ratio compares figures taken minutes apart at most; the table gives the
-range over the rounds (min-max) and the load average before each round. Wall-clock figures
-on a shared machine swing with its load; the CPU rows (CPU time of every process involved:
-this driver, the actors, and Ray's own processes, from /proc) much less.
+pools live through the whole benchmark and each round runs every measurement once, seconds
+apart (Ray's no-op call, local, 1 actor, 2 actors, ...); each ratio pairs figures of the same
+round. The table gives the median over the rounds and the range, and the load average before
+each round. Wall-clock figures on a shared machine swing with its load; the CPU rows (CPU time
+of every process involved: this driver, the actors, and Ray's own processes, from /proc) much
+less, and "cores the benchmark got" says how much of the machine it had.
 """
 import argparse
 import os
@@ -57,7 +58,7 @@ class CPU:
         for pid, (ppid, _) in procs.items():
             children.setdefault(ppid, []).append(pid)
         driver = sum(os.times()[:2])
-        actors = rest = 0.0
+        actors = rest = waited = 0.0
         todo = list(children.get(me, []))
         while todo:
             pid = todo.pop()
@@ -69,16 +70,34 @@ class CPU:
                 continue
             if b"_PoolActor" in name or b"Noop" in name:
                 actors += procs[pid][1]
+                waited += self._run_delay(pid)
             else:
                 rest += procs[pid][1]
-        return driver, actors, rest
+        return driver, actors, rest, waited
+
+    @staticmethod
+    def _run_delay(pid):
+        """Seconds the threads of a process spent runnable but waiting for a CPU (schedstat)."""
+        total = 0
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return 0.0
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / 1e9
 
     def start(self):
         self.t0 = self._sample()
 
     def stop(self, n):
         t1 = self._sample()
-        return [(b - a) / n * 1e3 for a, b in zip(self.t0, t1)]  # ms per run: driver, actors, ray
+        # ms per run: driver, actors, rest of Ray, and the actors' wait for a CPU
+        return [(b - a) / n * 1e3 for a, b in zip(self.t0, t1)]
 
 
 @ray.remote(num_cpus=0)
@@ -105,7 +124,7 @@ def ray_call_cost(n, cpu):
         pending.append(actor.call.remote(i))
     ray.get(pending)
     piped_ms = (time.perf_counter() - start) / n * 1e3
-    cpu_ms = sum(cpu.stop(n))
+    cpu_ms = sum(cpu.stop(n)[:3])
     ray.kill(actor)
     return sync_ms, piped_ms, cpu_ms
 
@@ -120,22 +139,30 @@ def local_run(n):
     return (time.perf_counter() - start) / n * 1e3, (time.process_time() - cpu0) / n * 1e3
 
 
-def pool_run(n, num_actors, per_actor, cpu, max_batch=None):
+def local_reuse(n):
+    """execute on one Sandbox, as an actor does: wall and process CPU per run."""
+    sandbox = eryx.Sandbox()
+    start, cpu0 = time.perf_counter(), time.process_time()
+    for code in codes(n):
+        sandbox.execute(code)
+    return (time.perf_counter() - start) / n * 1e3, (time.process_time() - cpu0) / n * 1e3
+
+
+def pool_map(pool, n, cpu, max_batch=None):
     """runs/s of map over n snippets, and CPU ms per run (driver, actors, rest of Ray)."""
-    pool = SandboxPool(num_actors=num_actors, sandboxes_per_actor=per_actor)
     if max_batch is not None:
         pool._MAX_BATCH = max_batch  # the previous design: one actor call per run
     try:
-        pool.map(codes(200))  # warm-up: the actors' runtimes opened, batch size measured
+        pool.map(codes(100))  # the batch size is measured afresh by every map
         cpu.start()
         start = time.perf_counter()
         results = pool.map(codes(n))
         elapsed = time.perf_counter() - start
         split = cpu.stop(n)
-        assert [r.stdout for r in results] == [str(i) for i in range(n)]
-        return n / elapsed, split
     finally:
-        pool.close()
+        pool.__dict__.pop("_MAX_BATCH", None)
+    assert [r.stdout for r in results] == [str(i) for i in range(n)]
+    return n / elapsed, split
 
 
 def killed_halfway(n):
@@ -155,20 +182,30 @@ def killed_halfway(n):
 
 
 def rng(values, fmt):
-    lo, hi = min(values), max(values)
-    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+    """median (min-max) over the rounds."""
+    values = sorted(values)
+    mid = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+    lo, hi = fmt.format(values[0]), fmt.format(values[-1])
+    return fmt.format(mid) if lo == hi else f"{fmt.format(mid)} ({lo} to {hi})"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2000, help="snippets per map (default 2000)")
-    ap.add_argument("--rounds", type=int, default=3, help="repetitions of every measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="repetitions of every measurement")
     args = ap.parse_args()
     n = args.runs
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cpu = CPU()
-    rows = {k: [] for k in ("load", "sync", "piped", "callcpu", "local", "localcpu", "one",
-                            "onecpu", "unbatched", "unbatchedcpu", "onetwo", "two", "twocpu")}
+    rows = {k: [] for k in ("load", "sync", "piped", "callcpu", "local", "localcpu", "reuse", "reusecpu", "one",
+                            "onecpu", "unbatched", "unbatchedcpu", "onetwo", "onetwocpu", "two", "twocpu")}
+    # Every pool lives through the rounds, so that the maps of a round run seconds apart. Ray's
+    # num_cpus is bookkeeping only (it pins no core): the pools reserve none, so that all fit
+    # on the 2 logical CPUs at once.
+    zero = {"num_cpus": 0}
+    one = SandboxPool(num_actors=1, sandboxes_per_actor=1, actor_options=zero)
+    onetwo = SandboxPool(num_actors=1, sandboxes_per_actor=2, actor_options=zero)
+    two = SandboxPool(num_actors=2, sandboxes_per_actor=1, actor_options=zero)
     try:
         for _ in range(args.rounds):
             rows["load"].append(os.getloadavg()[0])
@@ -179,16 +216,16 @@ def main():
             local_ms, local_cpu = local_run(min(n, 1000))
             rows["local"].append(local_ms)
             rows["localcpu"].append(local_cpu)
-            rate, split = pool_run(n, 1, 1, cpu)
-            rows["one"].append(rate)
-            rows["onecpu"].append(split)
-            rate, split = pool_run(n, 1, 1, cpu, max_batch=1)
-            rows["unbatched"].append(rate)
-            rows["unbatchedcpu"].append(split)
-            rows["onetwo"].append(pool_run(n, 1, 2, cpu)[0])
-            rate, split = pool_run(n, 2, 1, cpu)
-            rows["two"].append(rate)
-            rows["twocpu"].append(split)
+            reuse_ms, reuse_cpu = local_reuse(min(n, 1000))
+            rows["reuse"].append(reuse_ms)
+            rows["reusecpu"].append(reuse_cpu)
+            for key, pool, max_batch in (("one", one, None), ("two", two, None),
+                                         ("unbatched", one, 1), ("onetwo", onetwo, None)):
+                rate, split = pool_map(pool, n, cpu, max_batch)
+                rows[key].append(rate)
+                rows[key + "cpu"].append(split)
+        for pool in (one, onetwo, two):
+            pool.close()
         complete, killed_s = killed_halfway(n)
     finally:
         ray.shutdown()
@@ -197,18 +234,22 @@ def main():
     local_rate = [1e3 / x for x in r["local"]]
     overhead = [1e3 / one - loc for one, loc in zip(r["one"], r["local"])]
     overhead_unb = [1e3 / one - loc for one, loc in zip(r["unbatched"], r["local"])]
-    cpu_over = [sum(s) - loc for s, loc in zip(r["onecpu"], r["localcpu"])]
-    cpu_over_unb = [sum(s) - loc for s, loc in zip(r["unbatchedcpu"], r["localcpu"])]
+    cpu_over = [sum(s[:3]) - loc for s, loc in zip(r["onecpu"], r["localcpu"])]
+    cpu_over_reuse = [sum(s[:3]) - loc for s, loc in zip(r["onecpu"], r["reusecpu"])]
+    cpu_over_unb = [sum(s[:3]) - loc for s, loc in zip(r["unbatchedcpu"], r["localcpu"])]
     scale = [two / one for two, one in zip(r["two"], r["one"])]
-    cores_one = [sum(s) / 1e3 * rate for s, rate in zip(r["onecpu"], r["one"])]
-    cores_two = [sum(s) / 1e3 * rate for s, rate in zip(r["twocpu"], r["two"])]
+    cores_one = [sum(s[:3]) / 1e3 * rate for s, rate in zip(r["onecpu"], r["one"])]
+    cores_two = [sum(s[:3]) / 1e3 * rate for s, rate in zip(r["twocpu"], r["two"])]
     scale_per_core = [(two / c2) / (one / c1) for two, c2, one, c1 in
                       zip(r["two"], cores_two, r["one"], cores_one)]
     scale_12 = [two / one for two, one in zip(r["two"], r["onetwo"])]
 
     def split(key):
-        parts = list(zip(*r[key]))
-        return " / ".join(rng(p, "{:.2f}") for p in parts)
+        return " / ".join(rng(p, "{:.2f}") for p in list(zip(*r[key]))[:3])
+
+    def waited(key, rates):
+        # share of the wall time the actors' threads waited, runnable, for a CPU
+        return rng([s[3] / 1e3 * rate for s, rate in zip(r[key], rates)], "{:.2f}")
 
     print(f"eryx.ray benchmark: {n} `print(i)` snippets per map, {args.rounds} round(s); "
           f"load average before each round: {', '.join(f'{x:.1f}' for x in r['load'])} "
@@ -220,6 +261,7 @@ def main():
     print(f"| Ray actor call, no-op: CPU, all processes | {rng(r['callcpu'], '{:.2f}')} | ms/call | - | - |")
     print(f"| local Sandbox()+execute, sequential | {rng(local_rate, '{:,.0f}')} | runs/s | - | - |")
     print(f"| local Sandbox()+execute: CPU | {rng(r['localcpu'], '{:.2f}')} | ms/run | - | - |")
+    print(f"| local execute on one Sandbox (as an actor runs): wall / CPU | {rng(r['reuse'], '{:.2f}')} / {rng(r['reusecpu'], '{:.2f}')} | ms/run | - | - |")
     print(f"| map, 1 actor x 1 sandbox (batched) | {rng(r['one'], '{:,.0f}')} | runs/s | local | "
           f"{rng([a / b for a, b in zip(r['one'], local_rate)], '{:.2f}')} |")
     print(f"| map, 1 actor x 1 sandbox, one call per run (previous design) | {rng(r['unbatched'], '{:,.0f}')} | runs/s | batched | "
@@ -231,6 +273,8 @@ def main():
           f"{rng(r['localcpu'], '{:.2f}')} (local) | - |")
     print(f"| **pool overhead per run, CPU** (all processes, minus local) | {rng(cpu_over, '{:.2f}')} | ms | 0.3 (target) | "
           f"{rng([x / 0.3 for x in cpu_over], '{:.2f}')} |")
+    print(f"| pool overhead per run, CPU, vs execute on one Sandbox | {rng(cpu_over_reuse, '{:.2f}')} | ms | 0.3 (target) | "
+          f"{rng([x / 0.3 for x in cpu_over_reuse], '{:.2f}')} |")
     print(f"| CPU per run, one call per run: driver / actor / rest of Ray | {split('unbatchedcpu')} | ms | - | - |")
     print(f"| pool overhead per run, CPU, one call per run | {rng(cpu_over_unb, '{:.2f}')} | ms | - | - |")
     print(f"| map, 1 actor x 2 sandboxes | {rng(r['onetwo'], '{:,.0f}')} | runs/s | - | - |")
@@ -238,6 +282,8 @@ def main():
     print(f"| **2 actors x 1 vs 1 actor x 1** | {rng(scale, '{:.2f}')} | x | 1.6 (target) | - |")
     print(f"| cores the benchmark got (CPU of all its processes / wall), 1 actor x 1 | {rng(cores_one, '{:.2f}')} | cores | 1 | - |")
     print(f"| cores the benchmark got, 2 actors x 1 | {rng(cores_two, '{:.2f}')} | cores | 2 | - |")
+    print(f"| actor threads runnable but waiting for a CPU, 1 actor x 1 | {waited('onecpu', r['one'])} | x wall | 0 | - |")
+    print(f"| actor threads runnable but waiting for a CPU, 2 actors x 1 | {waited('twocpu', r['two'])} | x wall | 0 | - |")
     print(f"| 2 actors x 1 vs 1 actor x 1, runs per core obtained | {rng(scale_per_core, '{:.2f}')} | x | 1.0 (perfect) | - |")
     print(f"| 2 actors x 1 vs 1 actor x 2 | {rng(scale_12, '{:.2f}')} | x | - | - |")
     print(f"| CPU per run, 2 actors: driver / actors / rest of Ray | {split('twocpu')} | ms | - | - |")
