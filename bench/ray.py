@@ -15,6 +15,7 @@ less, and "cores the benchmark got" says how much of the machine it had.
 """
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -73,7 +74,15 @@ class CPU:
                 waited += self._run_delay(pid)
             else:
                 rest += procs[pid][1]
-        return driver, actors, rest, waited
+        return driver, actors, rest, waited, self._busy() - driver - actors - rest
+
+    @staticmethod
+    def _busy():
+        """CPU seconds every process of the machine used so far (/proc/stat, idle and iowait
+        excluded): minus ours, what the other processes used."""
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / CPU.TICK
 
     @staticmethod
     def _run_delay(pid):
@@ -96,7 +105,7 @@ class CPU:
 
     def stop(self, n):
         t1 = self._sample()
-        # ms per run: driver, actors, rest of Ray, and the actors' wait for a CPU
+        # ms per run: driver, actors, rest of Ray, the actors' wait for a CPU, other processes
         return [(b - a) / n * 1e3 for a, b in zip(self.t0, t1)]
 
 
@@ -148,6 +157,40 @@ def local_reuse(n):
     return (time.perf_counter() - start) / n * 1e3, (time.process_time() - cpu0) / n * 1e3
 
 
+_WORKER = """
+import sys, time, eryx
+sandbox = eryx.Sandbox()
+for i in range(50):
+    sandbox.execute("pass")
+print("ready", flush=True)
+sys.stdin.readline()
+end, n = time.perf_counter() + float(sys.argv[1]), 0
+while time.perf_counter() < end:
+    sandbox.execute(f"print({n})")
+    n += 1
+print(n, flush=True)
+"""
+
+
+def local_processes(k, seconds=2.0):
+    """The machine's own scaling, without Ray: k plain processes each running execute on one
+    Sandbox for `seconds`, started together. Total runs/s."""
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(seconds)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(k)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        total = sum(int(p.stdout.readline()) for p in procs)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=60)
+    return total / seconds
+
+
 def pool_map(pool, n, cpu, max_batch=None):
     """runs/s of map over n snippets, and CPU ms per run (driver, actors, rest of Ray)."""
     if max_batch is not None:
@@ -197,7 +240,7 @@ def main():
     n = args.runs
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cpu = CPU()
-    rows = {k: [] for k in ("load", "sync", "piped", "callcpu", "local", "localcpu", "reuse", "reusecpu", "one",
+    rows = {k: [] for k in ("load", "sync", "piped", "callcpu", "local", "localcpu", "reuse", "reusecpu", "proc1", "proc2", "one",
                             "onecpu", "unbatched", "unbatchedcpu", "onetwo", "onetwocpu", "two", "twocpu")}
     # Every pool lives through the rounds, so that the maps of a round run seconds apart. Ray's
     # num_cpus is bookkeeping only (it pins no core): the pools reserve none, so that all fit
@@ -216,6 +259,8 @@ def main():
             local_ms, local_cpu = local_run(min(n, 1000))
             rows["local"].append(local_ms)
             rows["localcpu"].append(local_cpu)
+            rows["proc1"].append(local_processes(1))
+            rows["proc2"].append(local_processes(2))
             reuse_ms, reuse_cpu = local_reuse(min(n, 1000))
             rows["reuse"].append(reuse_ms)
             rows["reusecpu"].append(reuse_cpu)
@@ -242,10 +287,15 @@ def main():
     cores_two = [sum(s[:3]) / 1e3 * rate for s, rate in zip(r["twocpu"], r["two"])]
     scale_per_core = [(two / c2) / (one / c1) for two, c2, one, c1 in
                       zip(r["two"], cores_two, r["one"], cores_one)]
+    proc_scale = [b / a for a, b in zip(r["proc1"], r["proc2"])]
     scale_12 = [two / one for two, one in zip(r["two"], r["onetwo"])]
 
     def split(key):
         return " / ".join(rng(p, "{:.2f}") for p in list(zip(*r[key]))[:3])
+
+    def others(key, rates):
+        # cores the machine's other processes used meanwhile
+        return rng([s[4] / 1e3 * rate for s, rate in zip(r[key], rates)], "{:.2f}")
 
     def waited(key, rates):
         # share of the wall time the actors' threads waited, runnable, for a CPU
@@ -280,14 +330,22 @@ def main():
     print(f"| map, 1 actor x 2 sandboxes | {rng(r['onetwo'], '{:,.0f}')} | runs/s | - | - |")
     print(f"| map, 2 actors x 1 sandbox | {rng(r['two'], '{:,.0f}')} | runs/s | - | - |")
     print(f"| **2 actors x 1 vs 1 actor x 1** | {rng(scale, '{:.2f}')} | x | 1.6 (target) | - |")
+    print(f"| without Ray: 2 processes vs 1, each execute on one Sandbox in a loop | {rng(proc_scale, '{:.2f}')} | x | "
+          f"{rng(r['proc1'], '{:,.0f}')} runs/s (1 process) | - |")
+    print(f"| 2 actors vs 1 actor, relative to 2 processes vs 1 in the same round | "
+          f"{rng([a / b for a, b in zip(scale, proc_scale)], '{:.2f}')} | x | 1.0 (Ray scales as the machine) | - |")
     print(f"| cores the benchmark got (CPU of all its processes / wall), 1 actor x 1 | {rng(cores_one, '{:.2f}')} | cores | 1 | - |")
     print(f"| cores the benchmark got, 2 actors x 1 | {rng(cores_two, '{:.2f}')} | cores | 2 | - |")
+    print(f"| cores other processes used meanwhile, 1 actor x 1 / 2 actors x 1 | {others('onecpu', r['one'])} / {others('twocpu', r['two'])} | cores | 0 | - |")
     print(f"| actor threads runnable but waiting for a CPU, 1 actor x 1 | {waited('onecpu', r['one'])} | x wall | 0 | - |")
     print(f"| actor threads runnable but waiting for a CPU, 2 actors x 1 | {waited('twocpu', r['two'])} | x wall | 0 | - |")
     print(f"| 2 actors x 1 vs 1 actor x 1, runs per core obtained | {rng(scale_per_core, '{:.2f}')} | x | 1.0 (perfect) | - |")
     print(f"| 2 actors x 1 vs 1 actor x 2 | {rng(scale_12, '{:.2f}')} | x | - | - |")
-    print(f"| CPU per run, 2 actors: driver / actors / rest of Ray | {split('twocpu')} | ms | - | - |")
-    print(f"| map of {n} with an actor killed halfway | {killed_s:.2f} | s | - | all results: {complete} |")
+    print(f"| CPU per run, 2 actors x 1: driver / actors / rest of Ray | {split('twocpu')} | ms | - | - |")
+    print(f"| CPU per run, 1 actor x 2: driver / actor / rest of Ray | {split('onetwocpu')} | ms | - | - |")
+    two_s = sorted(n / x for x in r["two"])[len(r["two"]) // 2]
+    print(f"| map of {n} with an actor killed halfway (2 actors x 1) | {killed_s:.2f} | s | "
+          f"{two_s:.2f} (no kill, median) | all results: {complete} |")
     print("\nmap sends runs in batches (up to 64 per actor call, ~100 ms of work each); "
           "bench/README.md has the scaling model.")
 

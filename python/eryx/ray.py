@@ -10,7 +10,8 @@ module without Ray installed raises ``ImportError`` naming the extra.
 
 Each pool actor is a Ray actor process holding one goeryx runtime; it runs up to
 ``sandboxes_per_actor`` sandboxes at once on threads (a run releases the GIL). Runs go to the
-least-loaded actor. A stateless run whose actor dies is retried on another actor; a
+least-loaded actor; ``map``/``imap`` send them in batches (a Ray call costs more than a small
+run). A stateless run whose actor dies is retried on another actor; a
 ``RemoteSession`` whose actor dies reports that its state is lost.
 """
 
@@ -288,7 +289,7 @@ class SandboxPool:
 
     @property
     def capacity(self) -> int:
-        """``num_actors × sandboxes_per_actor``: the most runs ``map``/``imap`` keep in flight."""
+        """``num_actors × sandboxes_per_actor``: the most runs the pool runs at once."""
         return self.num_actors * self.sandboxes_per_actor
 
     @property
@@ -541,7 +542,7 @@ class SandboxPool:
     def map(
         self, codes: Iterable[str], *, ordered: bool = True, return_exceptions: bool = False
     ) -> list[ExecuteResult | Exception]:
-        """Runs every code with backpressure (at most ``capacity`` in flight).
+        """Runs every code, in batches with backpressure (as ``imap``).
 
         Args:
             codes: The sources to run.
