@@ -429,7 +429,7 @@ class SandboxPool:
         self._check_open()
         return self._imap(iter(codes), ordered, return_exceptions)
 
-    # Batching (RATIONALE.md, "eryx.ray sends runs in batches"): a Ray actor call costs more
+    # Batching (RATIONALE.md, "Why eryx.ray sends runs in batches"): a Ray actor call costs more
     # CPU than a small run, so map/imap send several runs per call. A batch aims at
     # _BATCH_TARGET_S of work in the actor, measured from the previous batches (the first
     # calls carry one run each), and never carries more than _MAX_BATCH runs.
