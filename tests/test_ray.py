@@ -159,22 +159,181 @@ def test_map_return_exceptions(pool):
     assert info.value.exc_type in {"ValueError", "ZeroDivisionError"}
 
 
+def _counting(codes):
+    """A lazy input that says how many codes were taken from it."""
+    taken = [0]
+
+    def gen():
+        for code in codes:
+            taken[0] += 1
+            yield code
+
+    return gen(), taken
+
+
 def test_imap_backpressure(pool):
     assert pool.capacity == 4
-    consumed = 0
-
-    def codes():
-        nonlocal consumed
-        for i in range(40):
-            consumed += 1
-            yield f"print({i})"
-
+    codes, taken = _counting(f"print({i})" for i in range(300))
     seen = []
-    for r in pool.imap(codes()):
-        # Never more than capacity runs taken from the input and not yet returned.
-        assert consumed - len(seen) <= pool.capacity
+    for r in pool.imap(codes):
+        # Never more than capacity + num_actors actor calls of at most _MAX_BATCH runs each
+        # taken from the input and not yet returned.
+        assert taken[0] - len(seen) <= \
+            (pool.capacity + pool.num_actors) * eryx.ray.SandboxPool._MAX_BATCH
         seen.append(int(r.stdout))
-    assert sorted(seen) == list(range(40))
+    assert sorted(seen) == list(range(300))
+
+
+def test_slow_runs_go_one_per_call(pool):
+    # A batch aims at ~100 ms of work: runs of 200 ms travel alone, so imap reads no further
+    # ahead than one run per call slot and yields each run as it finishes.
+    codes, taken = _counting(f"import time\ntime.sleep(0.2)\nprint({i})" for i in range(12))
+    seen = []
+    for r in pool.imap(codes):
+        assert taken[0] - len(seen) <= pool.capacity
+        seen.append(int(r.stdout))
+    assert sorted(seen) == list(range(12))
+
+
+@pytest.fixture
+def batching_pool(cluster):
+    """A pool whose batches are as large as allowed (the target duration of a batch is out of
+    reach), so that batch boundaries do not depend on timing: the first call carries one run,
+    then each call carries min(_MAX_BATCH, the remaining runs / capacity)."""
+    with eryx.ray.SandboxPool(num_actors=1, sandboxes_per_actor=1, max_retries=3,
+                              network=eryx.NetConfig().allow_localhost(),
+                              actor_options=ZERO_CPU) as p:
+        p._BATCH_TARGET_S = 1e9
+        yield p
+
+
+def test_batches_keep_order_and_failures_in_place(batching_pool):
+    p = batching_pool
+    codes = [f"print({i})" for i in range(150)]
+    codes[3] = "raise KeyError('three')"
+    codes[70] = "raise ValueError('seventy')"
+    codes[71] = "1/0"
+    results = p.map(codes, return_exceptions=True)
+    assert len(results) == 150
+    for i, r in enumerate(results):
+        if i == 3:
+            assert isinstance(r, eryx.ExecutionError) and r.exc_type == "KeyError"
+        elif i == 70:
+            assert isinstance(r, eryx.ExecutionError) and r.exc_type == "ValueError"
+        elif i == 71:
+            assert isinstance(r, eryx.ExecutionError) and r.exc_type == "ZeroDivisionError"
+        else:
+            assert r.stdout == str(i)
+    # Ordered, without return_exceptions: the first failure in input order is raised.
+    with pytest.raises(eryx.ExecutionError) as info:
+        p.map(codes[:70])
+    assert info.value.exc_type == "KeyError"
+    # Unordered: every result, each once.
+    fine = [f"print({i})" for i in range(150)]
+    assert sorted(int(r.stdout) for r in p.map(fine, ordered=False)) == list(range(150))
+    # A lazy input is read ahead by more than one run per call slot (runs travel in batches),
+    # but by no more than the calls in flight carry.
+    codes, taken = _counting(iter(fine))
+    ahead = 0
+    for n, r in enumerate(p.imap(codes)):
+        ahead = max(ahead, taken[0] - n)
+        assert taken[0] - n <= (p.capacity + p.num_actors) * eryx.ray.SandboxPool._MAX_BATCH
+    assert ahead > p.capacity
+    ordered = p.imap(iter(fine), ordered=True)
+    assert [r.stdout for r in ordered] == [str(i) for i in range(150)]
+
+
+class _Recorder:
+    """An HTTP server on 127.0.0.1 that counts the requests for /run/<i>, and kills the pool's
+    actor while it serves /run/<kill_at> (the run is blocked in its request: the actor dies in
+    the middle of a batch), on the first such request or on every one."""
+
+    def __init__(self, pool, kill_at, every_time=False):
+        import http.server
+        import threading
+
+        self.pool, self.kill_at, self.every_time = pool, kill_at, every_time
+        self.counts: dict[int, int] = {}
+        self.kills = 0
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                i = int(self.path.rsplit("/", 1)[1])
+                recorder.counts[i] = recorder.counts.get(i, 0) + 1
+                if i == recorder.kill_at and (recorder.every_time or recorder.kills == 0):
+                    recorder.kills += 1
+                    victim = recorder.pool.actors[0]
+                    ray.kill(victim)
+                    _wait_dead(victim)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def codes(self, n):
+        port = self.server.server_address[1]
+        return [f"import urllib.request\n"
+                f"urllib.request.urlopen('http://127.0.0.1:{port}/run/{i}', timeout=30).read()\n"
+                f"print({i})" for i in range(n)]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_actor_killed_mid_batch_every_run_retried(batching_pool):
+    p = batching_pool
+    rec = _Recorder(p, kill_at=30)
+    try:
+        victim = p.actors[0]
+        results = p.map(rec.codes(60))
+    finally:
+        rec.close()
+    assert [r.stdout for r in results] == [str(i) for i in range(60)]
+    assert rec.kills == 1
+    assert p.actors[0]._actor_id != victim._actor_id
+    # Call 1 carried run 0; call 2 runs 1..59 and died in run 30: runs 1..30 ran twice, the
+    # rest of the lost batch once (on the replacement actor).
+    assert rec.counts == {i: 1 if i == 0 or i > 30 else 2 for i in range(60)}
+
+
+def test_actor_killed_mid_batch_without_retries(cluster):
+    with eryx.ray.SandboxPool(num_actors=1, sandboxes_per_actor=1, max_retries=0,
+                              network=eryx.NetConfig().allow_localhost(),
+                              actor_options=ZERO_CPU) as p:
+        p._BATCH_TARGET_S = 1e9
+        rec = _Recorder(p, kill_at=30)
+        try:
+            results = p.map(rec.codes(60), return_exceptions=True)
+        finally:
+            rec.close()
+    assert results[0].stdout == "0"
+    # Every run of the lost batch is lost: max_retries=0 allows no second attempt.
+    for r in results[1:]:
+        assert isinstance(r, eryx.EryxError) and "run lost: its actor died" in str(r)
+
+
+def test_a_run_that_kills_its_actor_every_time_takes_no_other_run_with_it(batching_pool):
+    p = batching_pool
+    p.max_retries = 1
+    rec = _Recorder(p, kill_at=30, every_time=True)
+    try:
+        results = p.map(rec.codes(60), return_exceptions=True)
+    finally:
+        rec.close()
+    # The lost batch's runs are retried one per call, so only run 30 exhausts its retries.
+    assert rec.kills == 2
+    assert isinstance(results[30], eryx.EryxError)
+    assert "run lost: its actor died on each of 2 attempt(s)" in str(results[30])
+    assert [r.stdout for i, r in enumerate(results) if i != 30] == \
+        [str(i) for i in range(60) if i != 30]
 
 
 def test_imap_ordered(pool):

@@ -10,7 +10,8 @@ module without Ray installed raises ``ImportError`` naming the extra.
 
 Each pool actor is a Ray actor process holding one goeryx runtime; it runs up to
 ``sandboxes_per_actor`` sandboxes at once on threads (a run releases the GIL). Runs go to the
-least-loaded actor. A stateless run whose actor dies is retried on another actor; a
+least-loaded actor; ``map``/``imap`` send them in batches (a Ray call costs more than a small
+run). A stateless run whose actor dies is retried on another actor; a
 ``RemoteSession`` whose actor dies reports that its state is lost.
 """
 
@@ -24,9 +25,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "eryx.ray needs Ray, which is not installed: pip install 'goeryx[ray]'"
     ) from exc
 
+import collections
 import itertools
+import operator
 import pickle
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -89,6 +93,21 @@ class _PoolActor:
             return False, self._init_error
         with self._runs:
             return self._execute(code, kwargs)
+
+    def execute_batch(self, codes: list[str]) -> tuple[float, bytes]:
+        """Runs several codes one after another in this call's thread (so a batch takes one
+        of the actor's run slots, and the actor runs ``runs_at_once`` batches at once).
+
+        Returns the batch's wall time in the actor (the pool sizes later batches from it)
+        and the ``(ok, value)`` replies, in order, pickled once as one bytes object: Ray
+        then moves one buffer instead of serialising every result with cloudpickle."""
+        if self._init_error is not None:
+            return 0.0, pickle.dumps([(False, self._init_error)] * len(codes))
+        with self._runs:
+            start = time.perf_counter()
+            replies = [self._execute(code, {}) for code in codes]
+            elapsed = time.perf_counter() - start
+        return elapsed, pickle.dumps(replies, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _execute(self, code: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         try:
@@ -270,7 +289,7 @@ class SandboxPool:
 
     @property
     def capacity(self) -> int:
-        """``num_actors × sandboxes_per_actor``: the most runs ``map``/``imap`` keep in flight."""
+        """``num_actors × sandboxes_per_actor``: the most runs the pool runs at once."""
         return self.num_actors * self.sandboxes_per_actor
 
     @property
@@ -282,18 +301,24 @@ class SandboxPool:
         if self._closed:
             raise ValueError("SandboxPool is closed")
 
-    def _acquire(self) -> tuple[int, Any]:
-        """The least-loaded actor, with its load counted."""
+    def _acquire(
+        self, runs: int = 1, busy: list[int] | None = None, per_slot: int = 0
+    ) -> tuple[int, Any]:
+        """The least-loaded actor, with ``runs`` counted against its load. ``busy``: a map's
+        calls in flight per slot; slots with ``per_slot`` of them are skipped."""
         with self._lock:
             if self._closed:  # closed by another thread during a map
                 raise ValueError("SandboxPool is closed")
-            slot = min(range(len(self._load)), key=self._load.__getitem__)
-            self._load[slot] += 1
+            slots = range(len(self._load))
+            if busy is not None:
+                slots = [i for i in slots if busy[i] < per_slot] or list(slots)
+            slot = min(slots, key=self._load.__getitem__)
+            self._load[slot] += runs
             return slot, self._actors[slot]
 
-    def _release(self, slot: int) -> None:
+    def _release(self, slot: int, runs: int = 1) -> None:
         with self._lock:
-            self._load[slot] -= 1
+            self._load[slot] -= runs
 
     def _actor_died(self, slot: int, handle: Any) -> None:
         """Replace a dead actor (once, however many runs noticed)."""
@@ -384,63 +409,131 @@ class SandboxPool:
     def imap(
         self, codes: Iterable[str], *, ordered: bool = False, return_exceptions: bool = False
     ) -> Iterator[ExecuteResult | Exception]:
-        """Yields results as runs finish, keeping at most ``capacity`` runs in flight.
+        """Yields results as runs finish, with backpressure.
+
+        Runs go to the actors in batches of up to 64 (fewer when runs are slow: a batch aims
+        at ~100 ms of work, so runs of 100 ms or more travel one per call, and then at most
+        ``capacity`` are in flight, as for ``execute``). Each actor has at most
+        ``sandboxes_per_actor`` batches running and one more queued, so that it never waits
+        for the next batch: at most ``(capacity + num_actors) × 64`` codes are taken from the
+        input and not yet yielded. The runs of a batch whose actor dies are retried one per
+        call (up to ``max_retries`` times each, as ``execute``).
 
         Args:
             codes: The sources to run, consumed lazily (a generator works).
             ordered: Yield in input order instead of completion order.
             return_exceptions: Yield a failed run's exception as a value instead of raising
-                it (which ends the iteration).
+                it (which ends the iteration; with ``ordered``, the first failure in input
+                order is raised once every run before it has been yielded).
         """
         self._check_open()
         return self._imap(iter(codes), ordered, return_exceptions)
 
+    # Batching (RATIONALE.md, "Why eryx.ray sends runs in batches"): a Ray actor call costs more
+    # CPU than a small run, so map/imap send several runs per call. A batch aims at
+    # _BATCH_TARGET_S of work in the actor, measured from the previous batches (the first
+    # calls carry one run each), and never carries more than _MAX_BATCH runs.
+    _MAX_BATCH = 64
+    _BATCH_TARGET_S = 0.1
+
+    def _batch_size(self, per_run_s: float | None, remaining: int) -> int:
+        if per_run_s is None:
+            return 1
+        size = max(1, min(self._MAX_BATCH, int(self._BATCH_TARGET_S / max(per_run_s, 1e-6))))
+        if remaining > 0:  # a known length: spread the tail over every call slot
+            size = min(size, -(-remaining // self.capacity))
+        return size
+
     def _imap(self, codes: Iterator[str], ordered: bool, return_exceptions: bool) -> Iterator[Any]:
-        pending: dict[Any, tuple[int, str, int, int, Any]] = {}  # ref -> index, code, attempt, slot, actor
-        done: dict[int, Any] = {}  # ordered: finished results waiting for their turn
+        # ref -> (items, slot, actor); an item is (index, code, attempt).
+        pending: dict[Any, tuple[list[tuple[int, str, int]], int, Any]] = {}
+        retry: collections.deque[tuple[int, str, int]] = collections.deque()
+        busy = [0] * self.num_actors  # this map's calls in flight per actor slot
+        done: dict[int, tuple[bool, Any]] = {}  # ordered: finished runs waiting for their turn
         next_out = 0
         index = 0
         exhausted = False
+        per_run_s: float | None = None  # seconds per run in the actors, smoothed
         try:
             while True:
-                while not exhausted and len(pending) < self.capacity:
-                    try:
-                        code = next(codes)
-                    except StopIteration:
-                        exhausted = True
+                while True:
+                    remaining = operator.length_hint(codes, 0)
+                    size = self._batch_size(per_run_s, remaining)
+                    if retry:
+                        size = 1
+                    # Batches: one more call queued per actor, which it starts as soon as
+                    # one ends (the reply and the next call then travel while it works).
+                    per_slot = self.sandboxes_per_actor + (1 if size > 1 else 0)
+                    if len(pending) >= per_slot * self.num_actors:
                         break
-                    _check_code(code)
-                    ref, slot, handle = self._submit(code, {})
-                    pending[ref] = (index, code, 1, slot, handle)
-                    index += 1
+                    if retry:
+                        # One run per call: a run that kills its actor (a callback that
+                        # crashes the process, an OOM kill) then takes no other run with it.
+                        items = [retry.popleft()]
+                    else:
+                        items = []
+                    while not exhausted and len(items) < size:
+                        try:
+                            code = next(codes)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        _check_code(code)
+                        items.append((index, code, 1))
+                        index += 1
+                    if not items:
+                        break
+                    slot, handle = self._acquire(len(items), busy, per_slot)
+                    try:
+                        ref = handle.execute_batch.remote([code for _, code, _ in items])
+                    except Exception:
+                        self._release(slot, len(items))
+                        raise
+                    busy[slot] += 1
+                    pending[ref] = (items, slot, handle)
                 if not pending:
                     return
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    i, code, attempt, slot, handle = pending.pop(ref)
-                    try:
-                        ok, value = self._finish(ref, slot, handle)
-                    except RayActorError:
+                ref = ready[0]
+                items, slot, handle = pending.pop(ref)
+                busy[slot] -= 1
+                runs = len(items)
+                try:
+                    elapsed, blob = ray.get(ref)
+                    replies = pickle.loads(blob)
+                except RayActorError:
+                    self._actor_died(slot, handle)
+                    replies = []
+                    for i, code, attempt in items:
                         if attempt > self.max_retries:
-                            ok, value = False, self._lost(attempt)
-                        else:
-                            ref, slot, handle = self._submit(code, {})
-                            pending[ref] = (i, code, attempt + 1, slot, handle)
-                            continue
-                    if not ok and not return_exceptions:
-                        raise value
+                            replies.append((False, self._lost(attempt)))
+                        else:  # the whole batch is lost: each of its runs goes again
+                            retry.append((i, code, attempt + 1))
+                    items = [item for item in items if item[2] > self.max_retries]
+                else:
+                    if elapsed > 0:
+                        sample = elapsed / runs
+                        per_run_s = sample if per_run_s is None else 0.7 * per_run_s + 0.3 * sample
+                finally:
+                    self._release(slot, runs)
+                for (i, _, _), (ok, value) in zip(items, replies):
                     if not ordered:
+                        if not ok and not return_exceptions:
+                            raise value
                         yield value
                         continue
-                    done[i] = value
+                    done[i] = (ok, value)
                     while next_out in done:
-                        yield done.pop(next_out)
+                        ok, value = done.pop(next_out)
                         next_out += 1
+                        if not ok and not return_exceptions:
+                            raise value
+                        yield value
         finally:
             # Abandoned runs (an exception, or the caller stopped iterating): stop counting
             # them against their actors' load, and cancel what has not started.
-            for ref, (_, _, _, slot, _) in pending.items():
-                self._release(slot)
+            for ref, (items, slot, _) in pending.items():
+                self._release(slot, len(items))
                 try:
                     ray.cancel(ref)
                 except Exception:
@@ -449,7 +542,7 @@ class SandboxPool:
     def map(
         self, codes: Iterable[str], *, ordered: bool = True, return_exceptions: bool = False
     ) -> list[ExecuteResult | Exception]:
-        """Runs every code with backpressure (at most ``capacity`` in flight).
+        """Runs every code, in batches with backpressure (as ``imap``).
 
         Args:
             codes: The sources to run.
