@@ -1,6 +1,7 @@
 package goeryx
 
 import (
+	"encoding/binary"
 	"sort"
 	"strings"
 	"time"
@@ -357,4 +358,87 @@ func (inst *instance) netPoll(r *runState, w *netWatch, timeoutNS int64) any {
 			return map[string]any{"readable": []int64{}, "writable": []int64{}}
 		}
 	}
+}
+
+// responseParts is a host-call response handed to host_take in pieces (received data).
+type responseParts [][]byte
+
+// netOutcome is why the last OpNetRead returned no data (asked with NetReadStatus).
+type netOutcome struct {
+	eof bool
+	err *gnet.Error
+}
+
+// netRead is OpNetRead (docs/PROTOCOL.md): the guest's recv and recv_into without JSON and
+// without copies on the host beyond the one into guest memory. frame is a view of the
+// guest's memory (the request); with NetReadInto the bytes read are written over it, within
+// its bounds, which the host checked when it took the view.
+func (inst *instance) netRead(frame []byte) any {
+	if len(frame) < protocol.NetReadHeaderSize {
+		return netError(&gnet.Error{Type: "OSError", Errno: "EINVAL", Message: "malformed read request"})
+	}
+	id := int64(binary.LittleEndian.Uint64(frame))
+	timeoutNS := int64(binary.LittleEndian.Uint64(frame[8:]))
+	max := int(binary.LittleEndian.Uint32(frame[16:]))
+	flags := binary.LittleEndian.Uint32(frame[20:])
+	if flags&protocol.NetReadStatus != 0 {
+		last := inst.netLast
+		inst.netLast = netOutcome{}
+		switch {
+		case last.err != nil:
+			return netError(last.err)
+		case last.eof:
+			return map[string]any{"eof": true}
+		}
+		return map[string]any{}
+	}
+	inst.netLast = netOutcome{}
+	into := flags&protocol.NetReadInto != 0
+	none := func(eof bool, gerr *gnet.Error) any {
+		inst.netLast = netOutcome{eof: eof, err: gerr}
+		if into {
+			return encodedFrame(make([]byte, 8))
+		}
+		return encodedFrame(nil)
+	}
+	r := inst.run.Load()
+	if r == nil || r.net == nil {
+		return none(false, gnet.ErrNotEnabled)
+	}
+	c, gerr := r.net.Get(id)
+	if gerr != nil {
+		return none(false, gerr)
+	}
+	defer inst.poll() // a blocking call may have reached the deadline or been cut
+	w := netWait(r, r.limits.net.IOTimeout, timeoutNS)
+	nonblock := flags&protocol.NetReadNonblock != 0
+	if into {
+		dst := frame[:min(len(frame), max, gnet.MaxRecv)]
+		n, eof, gerr := c.ReadInto(dst, w, nonblock)
+		if n == 0 {
+			return none(eof, gerr)
+		}
+		out := make([]byte, 8)
+		binary.LittleEndian.PutUint64(out, uint64(n))
+		return encodedFrame(out)
+	}
+	if !nonblock && max > 0 {
+		// Read by this goroutine into a buffer of the instance, which host_take copies from
+		// right after this call.
+		if n := min(max, gnet.MaxRecv); cap(inst.netBuf) < n {
+			inst.netBuf = make([]byte, n)
+		}
+		n, eof, gerr, ok := c.ReadDirect(inst.netBuf[:min(max, gnet.MaxRecv)], w)
+		if ok {
+			if n == 0 {
+				return none(eof, gerr)
+			}
+			return responseParts{inst.netBuf[:n]}
+		}
+	}
+	parts, eof, gerr := c.RecvPieces(max, w, nonblock)
+	if len(parts) == 0 {
+		return none(eof, gerr)
+	}
+	return responseParts(parts)
 }

@@ -496,6 +496,73 @@ def _eof_recorder(srv, conn):
     srv.events.append("eof")
 
 
+def test_recv_into_writes_the_callers_buffer(raw_server):
+    # recv_into has the host write straight into the guest's buffer (OP_NET_READ); the
+    # buffer must look exactly as with a real socket: bytes past the count untouched, also
+    # when nothing is read (timeout, end of stream), bad buffers refused before anything is
+    # read, and the stream in order whichever path serves it (direct reads, the read-ahead
+    # that select starts, recv and recv_into mixed).
+    def serve(srv, conn):
+        conn.sendall(b"0123456789" * 10)
+        for reply in (b"abcdefghij" * 10, b""):
+            msg = b""
+            while len(msg) < 4:
+                msg += conn.recv(4 - len(msg))
+            if not reply:
+                return
+            conn.sendall(reply)
+
+    srv = raw_server(serve)
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import select, socket
+            digits, letters = b"0123456789" * 10, b"abcdefghij" * 10
+            s = socket.create_connection(("127.0.0.1", {srv.port}), timeout=5)
+            buf = bytearray(b"#" * 200)
+            n = 0
+            while n < 30:
+                n += s.recv_into(memoryview(buf)[n:30])
+            print(bytes(buf[:40]) == digits[:30] + b"#" * 10)
+            print(s.recv_into(buf, 5), bytes(buf[:8]))
+            small = bytearray(3)
+            print(s.recv_into(small), bytes(small))
+            for bad in (lambda: s.recv_into(b"immutable bytes, long enough to hold a header"),
+                        lambda: s.recv_into(b"tiny"),
+                        lambda: s.recv_into(bytearray(40), 41),
+                        lambda: s.recv_into(bytearray(40), -1)):
+                try:
+                    bad()
+                except (TypeError, ValueError) as e:
+                    print(type(e).__name__)
+            rest = b""
+            while len(rest) < 62:
+                rest += s.recv(62 - len(rest))
+            print(rest == digits[38:])
+            s.settimeout(0.2)
+            mark = bytearray(b"M" * 64)
+            try:
+                s.recv_into(mark)
+            except TimeoutError:
+                print("timeout", mark == b"M" * 64)
+            s.settimeout(5)
+            s.sendall(b"more")
+            print(select.select([s], [], [], 5)[0] == [s])
+            got = b""
+            while len(got) < 100:
+                if len(got) % 2:
+                    got += s.recv(7)
+                else:
+                    k = s.recv_into(buf, 30)
+                    got += bytes(buf[:k])
+            print(got == letters)
+            s.sendall(b"end!")
+            print(s.recv_into(mark), mark == b"M" * 64)
+        """)
+    assert r.stdout.splitlines() == [
+        "True", "5 b'01234567'", "3 b'567'", "TypeError", "TypeError", "ValueError", "ValueError",
+        "True", "timeout True", "True", "True", "0 True"]
+
+
 def test_connections_close_when_the_run_ends(raw_server):
     srv = raw_server(_eof_recorder)
     with eryx.Sandbox(network=local()) as sb:

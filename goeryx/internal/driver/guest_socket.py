@@ -15,11 +15,16 @@ import errno as _errno
 import io as _io
 import itertools as _itertools
 
+import struct as _struct
 import weakref as _weakref
+
+_READ_HEADER = _struct.Struct("<qqII")  # OP_NET_READ: id, timeout_ns, max, flags
+_COUNT = _struct.Struct("<q")
 
 _fake_fds = _itertools.count(1 << 24)
 _by_fd = _weakref.WeakValueDictionary()  # fake descriptor -> socket (select, poll)
 _MAX_SEND = 1 << 20
+_MAX_RECV = 1 << 20
 _SOCK_FLAGS = globals().get("SOCK_NONBLOCK", 0) | globals().get("SOCK_CLOEXEC", 0)
 _defaulttimeout = None
 
@@ -209,18 +214,57 @@ class socket:
         cid = self._check()
         if bufsize == 0:
             return b""
-        h, data = _eryx_raw_call(OP_NET_RECV, b'{"id":%d,"max":%d,"timeout_ns":%d}' % (  # noqa: F821
-            cid, bufsize, _timeout_ns(self._timeout)))
+        # OP_NET_READ: the response is the bytes themselves (docs/PROTOCOL.md).
+        data = _eryx_host_call(OP_NET_READ, _READ_HEADER.pack(  # noqa: F821
+            cid, _timeout_ns(self._timeout), min(bufsize, _MAX_RECV), 0))
+        if data:
+            return data
+        self._read_status(cid)
+        return b""
+
+    def _read_status(self, cid):
+        """Why the last read returned nothing: the end of the stream returns, the rest raises."""
+        h, _ = _eryx_decode(_eryx_host_call(OP_NET_READ, _READ_HEADER.pack(  # noqa: F821
+            cid, 0, 0, NET_READ_STATUS)))  # noqa: F821
         if "error" in h:
             raise _exception(h["error"])
-        return data
+        if not h.get("eof"):
+            raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
 
     def recv_into(self, buffer, nbytes=0, flags=0):
         view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, "
+                            "not %s" % type(buffer).__name__)
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
         n = nbytes or len(view)
-        data = self.recv(n, flags)
-        view[: len(data)] = data
-        return len(data)
+        if n > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        if n < NET_READ_HEADER_SIZE:  # noqa: F821
+            data = self.recv(n, flags)
+            view[: len(data)] = data
+            return len(data)
+        if flags:
+            raise _unsupported("recv flags")
+        cid = self._check()
+        # The host writes the bytes straight into the buffer; the request header occupies its
+        # first bytes meanwhile (restored where the host wrote less).
+        target = view[: min(n, _MAX_RECV)]
+        saved = bytes(target[:NET_READ_HEADER_SIZE])  # noqa: F821
+        target[:NET_READ_HEADER_SIZE] = _READ_HEADER.pack(  # noqa: F821
+            cid, _timeout_ns(self._timeout), len(target), NET_READ_INTO)  # noqa: F821
+        try:
+            (got,) = _COUNT.unpack(_eryx_host_call(OP_NET_READ, target))  # noqa: F821
+        except BaseException:
+            target[:NET_READ_HEADER_SIZE] = saved  # noqa: F821
+            raise
+        if got < NET_READ_HEADER_SIZE:  # noqa: F821
+            target[got:NET_READ_HEADER_SIZE] = saved[got:]  # noqa: F821
+        if got:
+            return got
+        self._read_status(cid)
+        return 0
 
     def recvfrom(self, bufsize, flags=0):
         return self.recv(bufsize, flags), self._peer

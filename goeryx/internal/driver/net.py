@@ -19,8 +19,10 @@ def _net_module(name, source, base):
     ns.update(base)
     ns["_eryx_call"] = _host_call
     ns["_eryx_raw_call"] = _net_raw_call
+    ns["_eryx_host_call"] = _host.call  # noqa: F821 (OP_NET_READ: not framed)
+    ns["_eryx_decode"] = _decode
     for key, value in globals().items():
-        if key.startswith("OP_NET_"):
+        if key.startswith(("OP_NET_", "NET_READ_")):
             ns[key] = value
     exec(compile(source, "<eryx %s>" % name, "exec"), ns)
     return mod

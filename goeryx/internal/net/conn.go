@@ -28,7 +28,10 @@ const (
 	// HardMaxConnections bounds a run's open connections when max_connections is 0 ("no
 	// limit"): the host's descriptors and buffers are finite.
 	HardMaxConnections = 512
-	readChunk          = 128 << 10
+	// readChunk is the size of the reader's buffers; a new one is taken when less than
+	// minRead is left of the current one.
+	readChunk = 128 << 10
+	minRead   = 16 << 10
 )
 
 // Resolver looks up the addresses of a name (net.DefaultResolver, or a test's).
