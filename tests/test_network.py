@@ -896,6 +896,14 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path == "/large":  # a Content-Length body too large for the host to hold
+            value = self.headers.get("Authorization", "").encode()
+            body = (b"x" * 4000 + value) * 400
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         body = json.dumps({"auth": self.headers.get("Authorization")}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -948,6 +956,28 @@ def test_secret_substituted_for_permitted_host_and_echo_protected(echo_server):
     assert json.loads(out) == [[True, 1, False], [True, 1, False], [True, 1, False]]
     assert placeholder == "True"
     assert [h["Authorization"] for h in echo_server.seen] == ["Bearer " + SECRET] * 3
+
+
+def test_echo_protection_of_a_large_content_length_body(echo_server):
+    # Over 1 MiB the host cannot hold the body to correct its Content-Length: the guest gets
+    # it chunked instead, with every real value replaced, and the connection stays usable.
+    port = echo_server.server_address[1]
+    secrets = {"API_KEY": {"value": SECRET, "allowed_hosts": ["127.0.0.1"]}}
+    with eryx.Sandbox(network=local(), secrets=secrets) as sb:
+        r = run(sb, f"""
+            import http.client, os
+            key = os.environ["API_KEY"]
+            c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+            c.request("GET", "/large", headers={{"Authorization": "Bearer " + key}})
+            resp = c.getresponse()
+            body = resp.read()
+            print(len(body) > 1 << 20, body.count(key.encode()), {SECRET!r}.encode() in body,
+                  body == (b"x" * 4000 + b"Bearer " + key.encode()) * 400)
+            c.request("GET", "/a", headers={{"Authorization": "Bearer " + key}})
+            print(c.getresponse().read().count(key.encode()))
+        """)
+    assert r.stdout.splitlines() == ["True 400 False True", "1"]
+    assert len(echo_server.seen) == 2
 
 
 def test_secret_refused_for_other_hosts(echo_server):

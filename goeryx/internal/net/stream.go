@@ -160,6 +160,10 @@ func (c *Conn) readLoop(raw net.Conn, done chan struct{}) {
 			// Echo protection: real secret values never reach the guest. feed returns new
 			// bytes, so cur is read into again.
 			c.push(c.resp.feed(cur[:n], err != nil))
+			if c.resp.ended && err == nil {
+				// A close-delimited body ended (secrets.go): the guest's stream ends there.
+				err = io.EOF
+			}
 		} else if n > 0 {
 			c.push(cur[:n:n])
 			cur = cur[n:]
