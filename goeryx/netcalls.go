@@ -180,6 +180,12 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 		if name == "" {
 			name = c.Host()
 		}
+		if h.Async {
+			// loop.start_tls: the handshake runs while the event loop goes on; its outcome
+			// comes in OP_WAIT's "connected", like an asynchronous connect's.
+			r.net.UpgradeAsync(c, name, opts.ConnectTimeout)
+			return map[string]any{}, true
+		}
 		if gerr := c.Upgrade(name, netWait(r, opts.ConnectTimeout, h.TimeoutNS)); gerr != nil {
 			r.net.Close(h.ID)
 			return netError(gerr), true

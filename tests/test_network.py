@@ -846,6 +846,50 @@ for kw in ({{"ssl": True, "server_hostname": "other.example"}}, {{}}):
     assert lines[4] == "PermissionError not permitted: host '10.1.2.3' is blocked"
 
 
+def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
+    # loop.start_tls runs the handshake on the host while the event loop goes on: a server
+    # that waits 0.6 s before its handshake leaves the other tasks running meanwhile; a
+    # handshake that fails raises and closes the transport.
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+
+    def slow_tls(srv, conn):
+        time.sleep(0.6)
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(100)
+            tls.sendall(b"secure hello")
+
+    srv = raw_server(slow_tls)
+    cfg = local().with_root_cert(ca.cert_pem.bytes())
+    with eryx.Sandbox(network=cfg) as sb:
+        r = run(sb, f"""
+            import asyncio, ssl, time
+            ticks = 0
+            async def ticker():
+                global ticks
+                while True:
+                    await asyncio.sleep(0.05)
+                    ticks += 1
+            t = asyncio.ensure_future(ticker())
+            reader, writer = await asyncio.open_connection("127.0.0.1", {srv.port})
+            start = time.monotonic()
+            await writer.start_tls(ssl.create_default_context(), server_hostname="localhost")
+            elapsed = time.monotonic() - start
+            print(elapsed >= 0.5, ticks >= 5, writer.get_extra_info("ssl_object").version() is not None)
+            writer.write(b"hi")
+            print((await reader.read(100)).decode())
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", {srv.port})
+            try:
+                await writer.start_tls(ssl.create_default_context(), server_hostname="wrong.example")
+            except ssl.SSLCertVerificationError as e:
+                print("refused", writer.transport.is_closing())
+            t.cancel()
+        """)
+    assert r.stdout.splitlines() == ["True True True", "secure hello", "refused True"]
+
+
 def test_asyncio_protocol_api(rich_server):
     port = rich_server.server_address[1]
     with eryx.Sandbox(network=local()) as sb:

@@ -179,9 +179,15 @@ def _net_extend_loop(loop_class):
                 server_hostname = self._extra.get("peername", ("",))[0]
             h, _ = socket._call(OP_NET_TLS, {"id": self._id,  # noqa: F821
                                              "server_hostname": server_hostname or ""})
-            self._extra["sslcontext"] = context
-            self._extra["ssl_object"] = _SSLInfo(h.get("version"), "http/1.1", server_hostname, context)
+            self._set_tls(h.get("version"), "http/1.1", server_hostname, context)
             return h.get("version")
+
+        def _set_tls(self, version, alpn, server_hostname, context):
+            self._extra["sslcontext"] = context
+            self._extra["ssl_object"] = info = _SSLInfo(version, alpn, server_hostname, context)
+            self._extra["peercert"] = {}
+            self._extra["cipher"] = info.cipher()
+            self._extra["compression"] = None
 
         def __init__(self, loop, cid, protocol, info, extra):
             super().__init__(extra, loop)
@@ -377,8 +383,30 @@ def _net_extend_loop(loop_class):
             raise ssl.SSLError(1, "server-side TLS is not available in the sandbox")
         if not isinstance(transport, HostTransport):
             raise ssl.SSLError(1, "start_tls needs a connection of the sandbox's event loop")
-        transport._start_tls(server_hostname, sslcontext)
+        if transport._buffer:
+            raise ssl.SSLError(1, "cannot start TLS with data left to send")
+        if server_hostname is None:
+            server_hostname = transport._extra.get("peername", ("",))[0]
+        # The handshake runs on the host while the loop goes on; its outcome comes like an
+        # asynchronous connect's (OP_WAIT "connected").
+        transport.pause_reading()
+        socket._call(OP_NET_TLS, {"id": transport._id, "server_hostname": server_hostname or "",  # noqa: F821
+                                  "async": True})
+        connects = _net_state(self._selector)[2]
+        fut = connects[transport._id] = self.create_future()
+        try:
+            if ssl_handshake_timeout is not None:
+                info = await asyncio.wait_for(fut, ssl_handshake_timeout)
+            else:
+                info = await fut
+        except BaseException:
+            connects.pop(transport._id, None)
+            transport.abort()
+            raise
+        transport._set_tls(info.get("version"), info.get("alpn") or None, server_hostname,
+                           sslcontext)
         transport.set_protocol(protocol)
+        transport.resume_reading()
         return transport
 
     loop_class.create_connection = create_connection

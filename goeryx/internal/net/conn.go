@@ -410,6 +410,32 @@ func (s *Set) Len() int {
 	return len(s.conns)
 }
 
+// UpgradeAsync starts TLS on c (Upgrade) in the background, bounded by timeout (0: none) and
+// the run; the outcome is delivered with the connects (TakeConnects), under c's id, and a
+// failed upgrade closes the connection.
+func (s *Set) UpgradeAsync(c *Conn, name string, timeout time.Duration) {
+	w := Wait{}
+	if timeout > 0 {
+		w.Until = time.Now().Add(timeout)
+	}
+	go func() {
+		res := ConnectResult{ID: c.id}
+		if gerr := c.Upgrade(name, w); gerr != nil {
+			s.Close(c.id)
+			res.Err = gerr
+		} else {
+			c.mu.Lock()
+			res.Version, res.ALPN = c.version, c.alpn
+			c.mu.Unlock()
+		}
+		select {
+		case s.connects <- res:
+			s.notify()
+		case <-s.ctx.Done(): // the run ended: nobody will take it
+		}
+	}()
+}
+
 // ConnectsPending reports whether asynchronous connects ended that TakeConnects would return.
 func (s *Set) ConnectsPending() bool { return len(s.connects) > 0 }
 

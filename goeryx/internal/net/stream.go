@@ -32,6 +32,7 @@ type Conn struct {
 	rerr       error    // the reader's final error (io.EOF at the end), after rq is drained
 	reading    bool     // the reader goroutine runs
 	direct     bool     // the guest goroutine has read the connection itself (readDirect)
+	upgrading  bool     // a TLS handshake is in progress (Upgrade)
 	pause      bool     // Upgrade asks the reader to stop
 	readerDone chan struct{}
 	wq         []byte
@@ -576,6 +577,16 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 		c.mu.Unlock()
 		return &Error{Type: "SSLError", Message: "the connection already uses TLS"}
 	}
+	if c.upgrading {
+		c.mu.Unlock()
+		return &Error{Type: "SSLError", Message: "a TLS handshake is already in progress on the connection"}
+	}
+	c.upgrading = true
+	defer func() {
+		c.mu.Lock()
+		c.upgrading = false
+		c.mu.Unlock()
+	}()
 	if c.reading {
 		c.pause = true
 		raw, done := c.raw, c.readerDone
@@ -616,6 +627,9 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 	if c.werr != nil || c.closed {
 		c.mu.Unlock()
 		return ErrClosed
+	}
+	if c.direct {
+		_ = c.raw.SetReadDeadline(time.Time{}) // what a direct read left
 	}
 	c.mu.Unlock()
 	ctx, cancel := waitContext(c.set.ctx, w)
