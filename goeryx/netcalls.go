@@ -215,6 +215,9 @@ type netWatch struct {
 	Recv    []int64 `json:"recv"`
 	Send    []int64 `json:"send"`
 	RecvMax int     `json:"recv_max"`
+	// Poll are connections whose readability alone is wanted (loop.sock_recv): answered in
+	// "readable", nothing is read.
+	Poll []int64 `json:"poll"`
 }
 
 // netItem is one connection's received data (in the payload), end of stream or error.
@@ -238,6 +241,9 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 	if len(w.Send) > maxWaitWatch {
 		w.Send = w.Send[:maxWaitWatch]
 	}
+	if len(w.Poll) > maxWaitWatch {
+		w.Poll = w.Poll[:maxWaitWatch]
+	}
 	lookup := func(ids []int64) []*gnet.Conn {
 		out := make([]*gnet.Conn, len(ids))
 		for i, id := range ids {
@@ -245,10 +251,15 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 		}
 		return out
 	}
-	recv, send := lookup(w.Recv), lookup(w.Send)
+	recv, send, poll := lookup(w.Recv), lookup(w.Send), lookup(w.Poll)
 	ready := func() bool {
 		if r.net.ConnectsPending() {
 			return true
+		}
+		for _, c := range poll {
+			if c == nil || c.Readable() {
+				return true
+			}
 		}
 		for _, c := range recv {
 			if c == nil || c.Readable() {
@@ -284,6 +295,12 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 			items = append(items, netItem{ID: w.Recv[i], N: len(data), EOF: eof, Err: gerr})
 		}
 	}
+	var readable []int64
+	for i, c := range poll {
+		if c == nil || c.Readable() {
+			readable = append(readable, w.Poll[i])
+		}
+	}
 	var writable []int64
 	for i, c := range send {
 		if c == nil || c.Writable() {
@@ -299,6 +316,9 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 	}
 	if len(writable) > 0 {
 		net["writable"] = writable
+	}
+	if len(readable) > 0 {
+		net["readable"] = readable
 	}
 	if len(net) > 0 {
 		out["net"] = net

@@ -890,6 +890,65 @@ def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
     assert r.stdout.splitlines() == ["True True True", "secure hello", "refused True"]
 
 
+def test_asyncio_sock_methods_and_create_connection_with_sock(rich_server, tls_server, ca):
+    # loop.sock_* on the sandbox's sockets run concurrently on the event loop (two /slow
+    # requests of 0.3 s take about 0.3 s, not 0.6 s); create_connection(sock=) adopts a
+    # connected socket, TLS included; local_addr is "any address, any port" or refused.
+    port, tls_port = rich_server.server_address[1], tls_server.server_address[1]
+    cfg = local().with_root_cert(ca.cert_pem.bytes())
+    with eryx.Sandbox(network=cfg) as sb:
+        r = run(sb, f"""
+            import asyncio, errno, socket, ssl, time
+            loop = asyncio.get_running_loop()
+            async def fetch(path, size):
+                s = socket.socket()
+                s.setblocking(False)
+                await loop.sock_connect(s, ("127.0.0.1", {port}))
+                await loop.sock_sendall(s, b"GET %s HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" % path)
+                data, total, buf = bytearray(), 0, bytearray(size)
+                while True:
+                    chunk = await loop.sock_recv(s, size // 3)
+                    if not chunk:
+                        break
+                    n = await loop.sock_recv_into(s, buf)
+                    total += len(chunk) + n
+                    if size < 1000:
+                        data += chunk + buf[:n]
+                    if not n:
+                        break
+                s.close()
+                return bytes(data) if size < 1000 else total
+            start = time.monotonic()
+            a, b = await asyncio.gather(fetch(b"/slow", 21), fetch(b"/slow", 100))
+            print(a.endswith(b"slow"), a == b, time.monotonic() - start < 0.55)
+            big = await fetch(b"/big", 1 << 20)
+            print(big > {BIG})
+            s = socket.create_connection(("127.0.0.1", {tls_port}))
+            tr, pr = await loop.create_connection(asyncio.Protocol, sock=s,
+                                                  ssl=ssl.create_default_context(),
+                                                  server_hostname="localhost")
+            print(s.fileno(), tr.get_extra_info("ssl_object").version() is not None)
+            tr.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", {port}, local_addr=("0.0.0.0", 0))
+            writer.write(b"GET /ok HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+            print((await reader.readline()).strip().decode())
+            writer.close()
+            for bad in (dict(local_addr=("127.0.0.1", 5555)), dict(sock=socket.socket())):
+                try:
+                    await asyncio.open_connection("127.0.0.1" if "sock" not in bad else None,
+                                                  {port} if "sock" not in bad else None, **bad)
+                except OSError as e:
+                    print(type(e).__name__, errno.errorcode[e.errno])
+            try:
+                await loop.sock_accept(socket.socket())
+            except OSError as e:
+                print("accept", e.errno == errno.EOPNOTSUPP)
+        """)
+    assert r.stdout.splitlines() == [
+        "True True True", "True", "-1 True", "HTTP/1.1 200 OK", "OSError EADDRNOTAVAIL",
+        "OSError ENOTCONN", "accept True"]
+
+
 def test_asyncio_protocol_api(rich_server):
     port = rich_server.server_address[1]
     with eryx.Sandbox(network=local()) as sb:

@@ -179,6 +179,10 @@ class socket:
         h, _ = _call(OP_NET_CONNECT, {  # noqa: F821
             "host": host, "port": port, "tls": tls, "server_hostname": server_hostname or "",
             "timeout_ns": _timeout_ns(self._timeout)})
+        self._adopt(h, host, port)
+
+    def _adopt(self, h, host, port):
+        """Take the connection of a connect response (also loop.sock_connect's)."""
         self._id = h["id"]
         peer = h.get("peer") or ""
         ip, _, p = peer.rpartition(":")
@@ -211,12 +215,15 @@ class socket:
             raise _unsupported("recv flags")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        return self._recv(bufsize, 0)
+
+    def _recv(self, bufsize, rflags):
         cid = self._check()
         if bufsize == 0:
             return b""
         # OP_NET_READ: the response is the bytes themselves (docs/PROTOCOL.md).
         data = _eryx_host_call(OP_NET_READ, _READ_HEADER.pack(  # noqa: F821
-            cid, _timeout_ns(self._timeout), min(bufsize, _MAX_RECV), 0))
+            cid, _timeout_ns(self._timeout), min(bufsize, _MAX_RECV), rflags))
         if data:
             return data
         self._read_status(cid)
@@ -232,6 +239,11 @@ class socket:
             raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
 
     def recv_into(self, buffer, nbytes=0, flags=0):
+        if flags:
+            raise _unsupported("recv flags")
+        return self._recv_into(buffer, nbytes, 0)
+
+    def _recv_into(self, buffer, nbytes, rflags):
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, "
@@ -242,18 +254,16 @@ class socket:
         if n > len(view):
             raise ValueError("buffer too small for requested bytes")
         if n < NET_READ_HEADER_SIZE:  # noqa: F821
-            data = self.recv(n, flags)
+            data = self._recv(n, rflags)
             view[: len(data)] = data
             return len(data)
-        if flags:
-            raise _unsupported("recv flags")
         cid = self._check()
         # The host writes the bytes straight into the buffer; the request header occupies its
         # first bytes meanwhile (restored where the host wrote less).
         target = view[: min(n, _MAX_RECV)]
         saved = bytes(target[:NET_READ_HEADER_SIZE])  # noqa: F821
         target[:NET_READ_HEADER_SIZE] = _READ_HEADER.pack(  # noqa: F821
-            cid, _timeout_ns(self._timeout), len(target), NET_READ_INTO)  # noqa: F821
+            cid, _timeout_ns(self._timeout), len(target), NET_READ_INTO | rflags)  # noqa: F821
         try:
             (got,) = _COUNT.unpack(_eryx_host_call(OP_NET_READ, target))  # noqa: F821
         except BaseException:
@@ -275,12 +285,15 @@ class socket:
     def send(self, data, flags=0):
         if flags:
             raise _unsupported("send flags")
+        return self._send(data, b"")
+
+    def _send(self, data, extra):
         cid = self._check()
         view = memoryview(data).cast("B")
         if not len(view):
             return 0
-        h, _ = _eryx_raw_call(OP_NET_SEND, b'{"id":%d,"timeout_ns":%d}' % (  # noqa: F821
-            cid, _timeout_ns(self._timeout)), bytes(view[:_MAX_SEND]))
+        h, _ = _eryx_raw_call(OP_NET_SEND, b'{"id":%d,"timeout_ns":%d%s}' % (  # noqa: F821
+            cid, _timeout_ns(self._timeout), extra), bytes(view[:_MAX_SEND]))
         if "error" in h:
             raise _exception(h["error"])
         return h["n"]
