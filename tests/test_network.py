@@ -864,7 +864,7 @@ def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
     cfg = local().with_root_cert(ca.cert_pem.bytes())
     with eryx.Sandbox(network=cfg) as sb:
         r = run(sb, f"""
-            import asyncio, ssl, time
+            import asyncio, socket, ssl, time
             ticks = 0
             async def ticker():
                 global ticks
@@ -874,7 +874,15 @@ def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
             t = asyncio.ensure_future(ticker())
             reader, writer = await asyncio.open_connection("127.0.0.1", {srv.port})
             start = time.monotonic()
-            await writer.start_tls(ssl.create_default_context(), server_hostname="localhost")
+            tls = asyncio.ensure_future(
+                writer.start_tls(ssl.create_default_context(), server_hostname="localhost"))
+            await asyncio.sleep(0.1)
+            for op, payload in ((socket.OP_NET_SEND, b"x"), (socket.OP_NET_RECV, b"")):
+                try:  # the connection is the handshake's meanwhile
+                    socket._call(op, {{"id": writer.transport._id, "max": 10}}, payload)
+                except BlockingIOError:
+                    print("busy")
+            await tls
             elapsed = time.monotonic() - start
             print(elapsed >= 0.5, ticks >= 5, writer.get_extra_info("ssl_object").version() is not None)
             writer.write(b"hi")
@@ -887,7 +895,7 @@ def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
                 print("refused", writer.transport.is_closing())
             t.cancel()
         """)
-    assert r.stdout.splitlines() == ["True True True", "secure hello", "refused True"]
+    assert r.stdout.splitlines() == ["busy", "busy", "True True True", "secure hello", "refused True"]
 
 
 def test_asyncio_sock_methods_and_create_connection_with_sock(rich_server, tls_server, ca):

@@ -121,7 +121,7 @@ func (c *Conn) handshake(ctx context.Context, name string) *Error {
 }
 
 func (c *Conn) startReader() { // c.mu held
-	if c.reading || c.closed || c.rerr != nil {
+	if c.reading || c.closed || c.rerr != nil || c.upgrading {
 		return
 	}
 	c.reading = true
@@ -281,6 +281,10 @@ func (c *Conn) ReadInto(dst []byte, w Wait, nonblock bool) (n int, eof bool, ger
 // bounds the read; w.Wake and close() cut it.
 func (c *Conn) ReadDirect(dst []byte, w Wait) (n int, eof bool, gerr *Error, ok bool) {
 	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return 0, false, errHandshaking, true
+	}
 	if c.reading || c.rlen > 0 || c.rerr != nil || c.closed || c.resp != nil || c.pause || len(dst) == 0 {
 		c.mu.Unlock()
 		return 0, false, nil, false
@@ -334,6 +338,10 @@ func (c *Conn) RecvPieces(max int, w Wait, nonblock bool) (parts [][]byte, eof b
 	var timer <-chan time.Time
 	var stop func()
 	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return nil, false, errHandshaking
+	}
 	c.startReader()
 	for {
 		if c.rlen > 0 {
@@ -381,6 +389,10 @@ func (c *Conn) RecvPieces(max int, w Wait, nonblock bool) (parts [][]byte, eof b
 	}
 }
 
+// errHandshaking answers reads and sends while loop.start_tls's handshake runs (the guest's
+// transport pauses meanwhile; only a confused or hostile guest gets it).
+var errHandshaking = &Error{Type: "OSError", Errno: "EAGAIN", Message: "a TLS handshake is in progress on the connection"}
+
 var errBrokenPipe = &Error{Type: "BrokenPipeError", Errno: "EPIPE", Message: "Broken pipe"}
 
 // Send queues up to len(data) bytes (at most MaxSend) and returns how many it took, blocking
@@ -397,6 +409,10 @@ func (c *Conn) Send(data []byte, w Wait, nonblock bool) (int, *Error) {
 		}
 	}()
 	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return 0, errHandshaking
+	}
 	for {
 		if c.werr != nil {
 			err := c.werr
