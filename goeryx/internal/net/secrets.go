@@ -274,11 +274,49 @@ func (m *methodQueue) pop() string {
 type replacer struct {
 	secrets []Secret
 	hold    []byte
+	// tail is the end of what was released (at most the longest value less one byte): a
+	// final feed (the end of a body) may release the start of a value that the next bytes
+	// of the stream complete.
+	tail []byte
 }
 
 func (r *replacer) feed(p []byte, final bool) []byte {
 	data := append(r.hold, p...)
 	r.hold = nil
+	r.maskContinuation(data)
+	out := r.replace(data, final)
+	r.tail = append(r.tail, out...)
+	if keep := r.longest() - 1; len(r.tail) > keep {
+		r.tail = append([]byte(nil), r.tail[len(r.tail)-max(keep, 0):]...)
+	}
+	return out
+}
+
+// maskContinuation overwrites with '*' the start of data that would complete a value whose
+// beginning was already released: released bytes cannot be taken back, and the guest must not
+// see the value whole.
+func (r *replacer) maskContinuation(data []byte) {
+	if len(r.tail) == 0 || len(data) == 0 {
+		return
+	}
+	for _, s := range r.secrets {
+		v := []byte(s.Value)
+		for k := 1; k < len(v); k++ {
+			if !bytes.HasSuffix(r.tail, v[:k]) {
+				continue
+			}
+			rest := v[k:]
+			n := min(len(rest), len(data))
+			if bytes.Equal(data[:n], rest[:n]) {
+				for i := range data[:n] {
+					data[i] = '*'
+				}
+			}
+		}
+	}
+}
+
+func (r *replacer) replace(data []byte, final bool) []byte {
 	var out []byte
 	for {
 		best, which := -1, -1
