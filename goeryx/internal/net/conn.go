@@ -106,7 +106,8 @@ type Set struct {
 	// Notify receives a value (without blocking the sender) when a connection becomes
 	// readable or writable or an asynchronous connect ends: OP_WAIT selects on it.
 	Notify chan struct{}
-	// connects delivers the outcome of asynchronous connects.
+	// connects delivers the outcome of asynchronous connects and handshakes; made by the
+	// first (on the guest's goroutine), so that a run without them allocates nothing.
 	connects chan ConnectResult
 	mu       sync.Mutex // guards conns for the asynchronous connects and CloseAll
 	// ctx ends when the run ends: connects in progress stop.
@@ -120,8 +121,7 @@ var nextID atomic.Int64
 
 // NewSet starts the connection set of a run.
 func NewSet(o *Options) *Set {
-	s := &Set{opts: o, conns: map[int64]*Conn{}, lingering: map[*Conn]struct{}{}, Notify: make(chan struct{}, 1),
-		connects: make(chan ConnectResult, HardMaxConnections)}
+	s := &Set{opts: o, conns: map[int64]*Conn{}, lingering: map[*Conn]struct{}{}, Notify: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -203,6 +203,7 @@ func (s *Set) ConnectAsync(req ConnectRequest) ConnectResult {
 	if perr != nil {
 		return ConnectResult{Err: perr}
 	}
+	s.makeConnects()
 	go func() {
 		c, cerr := s.dial(req, norm, lit, Wait{})
 		res := s.finishID(id, c, cerr)
@@ -418,6 +419,7 @@ func (s *Set) UpgradeAsync(c *Conn, name string, timeout time.Duration) {
 	if timeout > 0 {
 		w.Until = time.Now().Add(timeout)
 	}
+	s.makeConnects()
 	go func() {
 		res := ConnectResult{ID: c.id}
 		if gerr := c.Upgrade(name, w); gerr != nil {
@@ -434,6 +436,12 @@ func (s *Set) UpgradeAsync(c *Conn, name string, timeout time.Duration) {
 		case <-s.ctx.Done(): // the run ended: nobody will take it
 		}
 	}()
+}
+
+func (s *Set) makeConnects() {
+	if s.connects == nil {
+		s.connects = make(chan ConnectResult, HardMaxConnections) // one slot per possible connection
+	}
 }
 
 // ConnectsPending reports whether asynchronous connects ended that TakeConnects would return.
