@@ -13,10 +13,14 @@ ERYX_CORE_LDFLAGS = $(filter-out -Wl$(comma)--initial-memory=%,$(PY_CORE_LDFLAGS
 $(ERYX_OUT)/eryx_runtime.o: $(ERYX_SRC)/eryx_runtime.c $(ERYX_ABI)/eryx_abi.h $(PYTHON_HEADERS)
 	$(CC) -c $(PY_CORE_CFLAGS) $(ERYX_CFLAGS) -I$(ERYX_ABI) -o $@ $(ERYX_SRC)/eryx_runtime.c
 
-$(ERYX_OUT)/python.wasm: $(ERYX_OUT)/eryx_runtime.o $(LINK_PYTHON_DEPS)
+# hashlib.scrypt (the guest has no OpenSSL): a built-in module registered by eryx_runtime.c.
+$(ERYX_OUT)/eryx_scrypt.o: $(ERYX_SRC)/eryx_scrypt.c $(PYTHON_HEADERS)
+	$(CC) -c $(PY_CORE_CFLAGS) -o $@ $(ERYX_SRC)/eryx_scrypt.c
+
+$(ERYX_OUT)/python.wasm: $(ERYX_OUT)/eryx_runtime.o $(ERYX_OUT)/eryx_scrypt.o $(LINK_PYTHON_DEPS)
 	$(LINKCC) $(ERYX_CORE_LDFLAGS) $(LINKFORSHARED) -mexec-model=reactor \
 	    -Wl,--max-memory=$(ERYX_MAX_MEMORY) -Wl,--strip-debug \
-	    -o $@ $(ERYX_OUT)/eryx_runtime.o $(LINK_PYTHON_OBJS) $(LIBS) $(MODLIBS) $(SYSLIBS)
+	    -o $@ $(ERYX_OUT)/eryx_runtime.o $(ERYX_OUT)/eryx_scrypt.o $(LINK_PYTHON_OBJS) $(LIBS) $(MODLIBS) $(SYSLIBS)
 
 .PHONY: eryx-prereqs
 # Everything the reactor link needs, without linking CPython's own command-line python.wasm.
