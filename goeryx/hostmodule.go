@@ -46,7 +46,24 @@ func hostTake(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	resp := inst.response
-	inst.response, inst.hasResp = nil, false
+	parts := inst.responseParts
+	inst.response, inst.responseParts, inst.hasResp = nil, nil, false
+	if parts != nil {
+		mem, off := m.Memory(), uint32(0)
+		for _, p := range parts {
+			if off >= capacity {
+				break
+			}
+			p = p[:min(uint32(len(p)), capacity-off)]
+			if !mem.Write(dst+off, p) {
+				stack[0] = api.EncodeI32(abi.HostErrBadRequest)
+				return
+			}
+			off += uint32(len(p))
+		}
+		stack[0] = api.EncodeI32(int32(off))
+		return
+	}
 	if uint32(len(resp)) > capacity {
 		resp = resp[:capacity]
 	}
@@ -90,6 +107,8 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		resp = map[string]any{}
 	case protocol.OpCPUTime:
 		resp = map[string]any{"ns": int64(inst.cpu.now())}
+	case protocol.OpNetRead:
+		resp = inst.netRead(frame)
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
 		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
 		var ok bool
@@ -99,6 +118,15 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		}
 	default:
 		fail(abi.HostErrUnknownOp)
+		return
+	}
+	if parts, ok := resp.(responseParts); ok {
+		total := 0
+		for _, p := range parts {
+			total += len(p)
+		}
+		inst.response, inst.responseParts, inst.hasResp = nil, parts, true
+		stack[0] = api.EncodeI32(int32(total))
 		return
 	}
 	var payload []byte
@@ -165,8 +193,8 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 		req.id = h.ID
 	case protocol.OpCPUTime:
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
-		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
-		// Decoded by netCall (goeryx/netcalls.go), which reads the frame itself.
+		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll, protocol.OpNetRead:
+		// Decoded by netCall or netRead (goeryx/netcalls.go), which reads the frame itself.
 	default:
 		return req, abi.HostErrUnknownOp
 	}

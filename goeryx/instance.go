@@ -80,6 +80,14 @@ type instance struct {
 	// response is the pending host_call response, fetched by host_take.
 	response []byte
 	hasResp  bool
+	// responseParts, when set, is the pending response in pieces (received network data
+	// handed over without being copied into one buffer first).
+	responseParts [][]byte
+	// netLast is the outcome of the last OpNetRead that returned no data (netcalls.go).
+	netLast netOutcome
+	// netBuf is what OpNetRead reads into when the guest wants bytes (not a buffer of its
+	// own): at most gnet.MaxRecv, allocated on first use.
+	netBuf []byte
 
 	// run is the state of the run in progress (nil between runs).
 	run atomic.Pointer[runState]

@@ -115,3 +115,27 @@ print(out)
 	require.NoError(t, err)
 	require.Equal(t, "['gaierror', 'OSError', 'OSError', 'gaierror', 'refused', 'OSError', 'OSError', 'OSError', 'OSError', 'OSError', 'ok']", res.Stdout)
 }
+
+// OP_NET_READ reads a binary header from guest memory and, with NetReadInto, writes over the
+// request itself: malformed, foreign and oversized requests are answered, never trusted.
+func TestGuestNetReadIsChecked(t *testing.T) {
+	rt := runtimeForTest(t)
+	sb, err := rt.NewSandbox(&Config{Network: &NetConfig{IOTimeoutMS: 1000}}, nil, nil)
+	require.NoError(t, err)
+	res, err := sb.Execute(context.Background(), `
+import socket, struct
+call, decode, H = socket._eryx_host_call, socket._eryx_decode, socket._READ_HEADER
+def status():
+    h, _ = decode(call(socket.OP_NET_READ, H.pack(0, 0, 0, socket.NET_READ_STATUS)))
+    return (h.get("error") or {}).get("type", h)
+out = []
+out.append(decode(call(socket.OP_NET_READ, b"short"))[0]["error"]["type"])
+out.append((call(socket.OP_NET_READ, H.pack(123456789, 0, 1 << 31, 0)), status()))
+buf = bytearray(H.pack(-1, -5, 0xFFFFFFFF, socket.NET_READ_INTO | 8)) + bytearray(8)
+out.append((bytes(call(socket.OP_NET_READ, memoryview(buf))), status(), len(buf)))
+out.append(status())
+print(out)
+`)
+	require.NoError(t, err)
+	require.Equal(t, "['OSError', (b'', 'OSError'), (b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00', 'OSError', 32), {}]", res.Stdout)
+}

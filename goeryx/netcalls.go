@@ -1,6 +1,7 @@
 package goeryx
 
 import (
+	"encoding/binary"
 	"sort"
 	"strings"
 	"time"
@@ -179,6 +180,12 @@ func (inst *instance) netCall(op int32, frame []byte) (resp any, ok bool) {
 		if name == "" {
 			name = c.Host()
 		}
+		if h.Async {
+			// loop.start_tls: the handshake runs while the event loop goes on; its outcome
+			// comes in OP_WAIT's "connected", like an asynchronous connect's.
+			r.net.UpgradeAsync(c, name, opts.ConnectTimeout)
+			return map[string]any{}, true
+		}
 		if gerr := c.Upgrade(name, netWait(r, opts.ConnectTimeout, h.TimeoutNS)); gerr != nil {
 			r.net.Close(h.ID)
 			return netError(gerr), true
@@ -208,6 +215,9 @@ type netWatch struct {
 	Recv    []int64 `json:"recv"`
 	Send    []int64 `json:"send"`
 	RecvMax int     `json:"recv_max"`
+	// Poll are connections whose readability alone is wanted (loop.sock_recv): answered in
+	// "readable", nothing is read.
+	Poll []int64 `json:"poll"`
 }
 
 // netItem is one connection's received data (in the payload), end of stream or error.
@@ -231,6 +241,9 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 	if len(w.Send) > maxWaitWatch {
 		w.Send = w.Send[:maxWaitWatch]
 	}
+	if len(w.Poll) > maxWaitWatch {
+		w.Poll = w.Poll[:maxWaitWatch]
+	}
 	lookup := func(ids []int64) []*gnet.Conn {
 		out := make([]*gnet.Conn, len(ids))
 		for i, id := range ids {
@@ -238,10 +251,15 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 		}
 		return out
 	}
-	recv, send := lookup(w.Recv), lookup(w.Send)
+	recv, send, poll := lookup(w.Recv), lookup(w.Send), lookup(w.Poll)
 	ready := func() bool {
 		if r.net.ConnectsPending() {
 			return true
+		}
+		for _, c := range poll {
+			if c == nil || c.Readable() {
+				return true
+			}
 		}
 		for _, c := range recv {
 			if c == nil || c.Readable() {
@@ -277,6 +295,12 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 			items = append(items, netItem{ID: w.Recv[i], N: len(data), EOF: eof, Err: gerr})
 		}
 	}
+	var readable []int64
+	for i, c := range poll {
+		if c == nil || c.Readable() {
+			readable = append(readable, w.Poll[i])
+		}
+	}
 	var writable []int64
 	for i, c := range send {
 		if c == nil || c.Writable() {
@@ -292,6 +316,9 @@ func (inst *instance) waitAll(timeout time.Duration, w *netWatch) any {
 	}
 	if len(writable) > 0 {
 		net["writable"] = writable
+	}
+	if len(readable) > 0 {
+		net["readable"] = readable
 	}
 	if len(net) > 0 {
 		out["net"] = net
@@ -357,4 +384,87 @@ func (inst *instance) netPoll(r *runState, w *netWatch, timeoutNS int64) any {
 			return map[string]any{"readable": []int64{}, "writable": []int64{}}
 		}
 	}
+}
+
+// responseParts is a host-call response handed to host_take in pieces (received data).
+type responseParts [][]byte
+
+// netOutcome is why the last OpNetRead returned no data (asked with NetReadStatus).
+type netOutcome struct {
+	eof bool
+	err *gnet.Error
+}
+
+// netRead is OpNetRead (docs/PROTOCOL.md): the guest's recv and recv_into without JSON and
+// without copies on the host beyond the one into guest memory. frame is a view of the
+// guest's memory (the request); with NetReadInto the bytes read are written over it, within
+// its bounds, which the host checked when it took the view.
+func (inst *instance) netRead(frame []byte) any {
+	if len(frame) < protocol.NetReadHeaderSize {
+		return netError(&gnet.Error{Type: "OSError", Errno: "EINVAL", Message: "malformed read request"})
+	}
+	id := int64(binary.LittleEndian.Uint64(frame))
+	timeoutNS := int64(binary.LittleEndian.Uint64(frame[8:]))
+	max := int(binary.LittleEndian.Uint32(frame[16:]))
+	flags := binary.LittleEndian.Uint32(frame[20:])
+	if flags&protocol.NetReadStatus != 0 {
+		last := inst.netLast
+		inst.netLast = netOutcome{}
+		switch {
+		case last.err != nil:
+			return netError(last.err)
+		case last.eof:
+			return map[string]any{"eof": true}
+		}
+		return map[string]any{}
+	}
+	inst.netLast = netOutcome{}
+	into := flags&protocol.NetReadInto != 0
+	none := func(eof bool, gerr *gnet.Error) any {
+		inst.netLast = netOutcome{eof: eof, err: gerr}
+		if into {
+			return encodedFrame(make([]byte, 8))
+		}
+		return encodedFrame(nil)
+	}
+	r := inst.run.Load()
+	if r == nil || r.net == nil {
+		return none(false, gnet.ErrNotEnabled)
+	}
+	c, gerr := r.net.Get(id)
+	if gerr != nil {
+		return none(false, gerr)
+	}
+	defer inst.poll() // a blocking call may have reached the deadline or been cut
+	w := netWait(r, r.limits.net.IOTimeout, timeoutNS)
+	nonblock := flags&protocol.NetReadNonblock != 0
+	if into {
+		dst := frame[:min(len(frame), max, gnet.MaxRecv)]
+		n, eof, gerr := c.ReadInto(dst, w, nonblock)
+		if n == 0 {
+			return none(eof, gerr)
+		}
+		out := make([]byte, 8)
+		binary.LittleEndian.PutUint64(out, uint64(n))
+		return encodedFrame(out)
+	}
+	if !nonblock && max > 0 {
+		// Read by this goroutine into a buffer of the instance, which host_take copies from
+		// right after this call.
+		if n := min(max, gnet.MaxRecv); cap(inst.netBuf) < n {
+			inst.netBuf = make([]byte, n)
+		}
+		n, eof, gerr, ok := c.ReadDirect(inst.netBuf[:min(max, gnet.MaxRecv)], w)
+		if ok {
+			if n == 0 {
+				return none(eof, gerr)
+			}
+			return responseParts{inst.netBuf[:n]}
+		}
+	}
+	parts, eof, gerr := c.RecvPieces(max, w, nonblock)
+	if len(parts) == 0 {
+		return none(eof, gerr)
+	}
+	return responseParts(parts)
 }

@@ -496,6 +496,73 @@ def _eof_recorder(srv, conn):
     srv.events.append("eof")
 
 
+def test_recv_into_writes_the_callers_buffer(raw_server):
+    # recv_into has the host write straight into the guest's buffer (OP_NET_READ); the
+    # buffer must look exactly as with a real socket: bytes past the count untouched, also
+    # when nothing is read (timeout, end of stream), bad buffers refused before anything is
+    # read, and the stream in order whichever path serves it (direct reads, the read-ahead
+    # that select starts, recv and recv_into mixed).
+    def serve(srv, conn):
+        conn.sendall(b"0123456789" * 10)
+        for reply in (b"abcdefghij" * 10, b""):
+            msg = b""
+            while len(msg) < 4:
+                msg += conn.recv(4 - len(msg))
+            if not reply:
+                return
+            conn.sendall(reply)
+
+    srv = raw_server(serve)
+    with eryx.Sandbox(network=local()) as sb:
+        r = run(sb, f"""
+            import select, socket
+            digits, letters = b"0123456789" * 10, b"abcdefghij" * 10
+            s = socket.create_connection(("127.0.0.1", {srv.port}), timeout=5)
+            buf = bytearray(b"#" * 200)
+            n = 0
+            while n < 30:
+                n += s.recv_into(memoryview(buf)[n:30])
+            print(bytes(buf[:40]) == digits[:30] + b"#" * 10)
+            print(s.recv_into(buf, 5), bytes(buf[:8]))
+            small = bytearray(3)
+            print(s.recv_into(small), bytes(small))
+            for bad in (lambda: s.recv_into(b"immutable bytes, long enough to hold a header"),
+                        lambda: s.recv_into(b"tiny"),
+                        lambda: s.recv_into(bytearray(40), 41),
+                        lambda: s.recv_into(bytearray(40), -1)):
+                try:
+                    bad()
+                except (TypeError, ValueError) as e:
+                    print(type(e).__name__)
+            rest = b""
+            while len(rest) < 62:
+                rest += s.recv(62 - len(rest))
+            print(rest == digits[38:])
+            s.settimeout(0.2)
+            mark = bytearray(b"M" * 64)
+            try:
+                s.recv_into(mark)
+            except TimeoutError:
+                print("timeout", mark == b"M" * 64)
+            s.settimeout(5)
+            s.sendall(b"more")
+            print(select.select([s], [], [], 5)[0] == [s])
+            got = b""
+            while len(got) < 100:
+                if len(got) % 2:
+                    got += s.recv(7)
+                else:
+                    k = s.recv_into(buf, 30)
+                    got += bytes(buf[:k])
+            print(got == letters)
+            s.sendall(b"end!")
+            print(s.recv_into(mark), mark == b"M" * 64)
+        """)
+    assert r.stdout.splitlines() == [
+        "True", "5 b'01234567'", "3 b'567'", "TypeError", "TypeError", "ValueError", "ValueError",
+        "True", "timeout True", "True", "True", "0 True"]
+
+
 def test_connections_close_when_the_run_ends(raw_server):
     srv = raw_server(_eof_recorder)
     with eryx.Sandbox(network=local()) as sb:
@@ -779,6 +846,128 @@ for kw in ({{"ssl": True, "server_hostname": "other.example"}}, {{}}):
     assert lines[4] == "PermissionError not permitted: host '10.1.2.3' is blocked"
 
 
+def test_asyncio_start_tls_does_not_block_the_loop(raw_server, ca):
+    # loop.start_tls runs the handshake on the host while the event loop goes on: a server
+    # that waits 0.6 s before its handshake leaves the other tasks running meanwhile; a
+    # handshake that fails raises and closes the transport.
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+
+    def slow_tls(srv, conn):
+        time.sleep(0.6)
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(100)
+            tls.sendall(b"secure hello")
+
+    srv = raw_server(slow_tls)
+    cfg = local().with_root_cert(ca.cert_pem.bytes())
+    with eryx.Sandbox(network=cfg) as sb:
+        r = run(sb, f"""
+            import asyncio, socket, ssl, time
+            ticks = 0
+            async def ticker():
+                global ticks
+                while True:
+                    await asyncio.sleep(0.05)
+                    ticks += 1
+            t = asyncio.ensure_future(ticker())
+            reader, writer = await asyncio.open_connection("127.0.0.1", {srv.port})
+            start = time.monotonic()
+            tls = asyncio.ensure_future(
+                writer.start_tls(ssl.create_default_context(), server_hostname="localhost"))
+            await asyncio.sleep(0.1)
+            for op, payload in ((socket.OP_NET_SEND, b"x"), (socket.OP_NET_RECV, b"")):
+                try:  # the connection is the handshake's meanwhile
+                    socket._call(op, {{"id": writer.transport._id, "max": 10}}, payload)
+                except BlockingIOError:
+                    print("busy")
+            await tls
+            elapsed = time.monotonic() - start
+            # a blocking handshake would leave the ticker no turn at all
+            print(elapsed >= 0.5, ticks >= 1, writer.get_extra_info("ssl_object").version() is not None)
+            writer.write(b"hi")
+            print((await reader.read(100)).decode())
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", {srv.port})
+            try:
+                await writer.start_tls(ssl.create_default_context(), server_hostname="wrong.example")
+            except ssl.SSLCertVerificationError as e:
+                print("refused", writer.transport.is_closing())
+            t.cancel()
+        """)
+    assert r.stdout.splitlines() == ["busy", "busy", "True True True", "secure hello", "refused True"]
+
+
+def test_asyncio_sock_methods_and_create_connection_with_sock(rich_server, tls_server, ca,
+                                                             raw_server):
+    # loop.sock_* on the sandbox's sockets run concurrently on the event loop (the pair
+    # server answers only once both connections have sent their request: one waiting read
+    # must not hold up the other's send); create_connection(sock=) adopts a connected
+    # socket, TLS included; local_addr is "any address, any port" or refused.
+    port, tls_port = rich_server.server_address[1], tls_server.server_address[1]
+    both = threading.Barrier(2, timeout=10)
+
+    def pair(srv, conn):
+        conn.recv(1000)
+        both.wait()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npaired")
+
+    pair_port = raw_server(pair).port
+    cfg = local().with_root_cert(ca.cert_pem.bytes())
+    with eryx.Sandbox(network=cfg) as sb:
+        r = run(sb, f"""
+            import asyncio, errno, socket, ssl, time
+            loop = asyncio.get_running_loop()
+            async def fetch(path, size, port={port}):
+                s = socket.socket()
+                s.setblocking(False)
+                await loop.sock_connect(s, ("127.0.0.1", port))
+                await loop.sock_sendall(s, b"GET %s HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" % path)
+                data, total, buf = bytearray(), 0, bytearray(size)
+                while True:
+                    chunk = await loop.sock_recv(s, size // 3)
+                    if not chunk:
+                        break
+                    n = await loop.sock_recv_into(s, buf)
+                    total += len(chunk) + n
+                    if size < 1000:
+                        data += chunk + buf[:n]
+                    if not n:
+                        break
+                s.close()
+                return bytes(data) if size < 1000 else total
+            a, b = await asyncio.gather(fetch(b"/", 21, {pair_port}), fetch(b"/", 100, {pair_port}))
+            c = await fetch(b"/slow", 30)
+            print(a.endswith(b"paired"), a == b, c.endswith(b"slow"))
+            big = await fetch(b"/big", 1 << 20)
+            print(big > {BIG})
+            s = socket.create_connection(("127.0.0.1", {tls_port}))
+            tr, pr = await loop.create_connection(asyncio.Protocol, sock=s,
+                                                  ssl=ssl.create_default_context(),
+                                                  server_hostname="localhost")
+            print(s.fileno(), tr.get_extra_info("ssl_object").version() is not None)
+            tr.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", {port}, local_addr=("0.0.0.0", 0))
+            writer.write(b"GET /ok HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+            print((await reader.readline()).strip().decode())
+            writer.close()
+            for bad in (dict(local_addr=("127.0.0.1", 5555)), dict(sock=socket.socket())):
+                try:
+                    await asyncio.open_connection("127.0.0.1" if "sock" not in bad else None,
+                                                  {port} if "sock" not in bad else None, **bad)
+                except OSError as e:
+                    print(type(e).__name__, errno.errorcode[e.errno])
+            try:
+                await loop.sock_accept(socket.socket())
+            except OSError as e:
+                print("accept", e.errno == errno.EOPNOTSUPP)
+        """)
+    assert r.stdout.splitlines() == [
+        "True True True", "True", "-1 True", "HTTP/1.1 200 OK", "OSError EADDRNOTAVAIL",
+        "OSError ENOTCONN", "accept True"]
+
+
 def test_asyncio_protocol_api(rich_server):
     port = rich_server.server_address[1]
     with eryx.Sandbox(network=local()) as sb:
@@ -828,6 +1017,14 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
             for part in (b"<<" + value[:5], value[5:] + b">>"):  # split across chunks
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/large":  # a Content-Length body too large for the host to hold
+            value = self.headers.get("Authorization", "").encode()
+            body = (b"x" * 4000 + value) * 400
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         body = json.dumps({"auth": self.headers.get("Authorization")}).encode()
         self.send_response(200)
@@ -881,6 +1078,28 @@ def test_secret_substituted_for_permitted_host_and_echo_protected(echo_server):
     assert json.loads(out) == [[True, 1, False], [True, 1, False], [True, 1, False]]
     assert placeholder == "True"
     assert [h["Authorization"] for h in echo_server.seen] == ["Bearer " + SECRET] * 3
+
+
+def test_echo_protection_of_a_large_content_length_body(echo_server):
+    # Over 1 MiB the host cannot hold the body to correct its Content-Length: the guest gets
+    # it chunked instead, with every real value replaced, and the connection stays usable.
+    port = echo_server.server_address[1]
+    secrets = {"API_KEY": {"value": SECRET, "allowed_hosts": ["127.0.0.1"]}}
+    with eryx.Sandbox(network=local(), secrets=secrets) as sb:
+        r = run(sb, f"""
+            import http.client, os
+            key = os.environ["API_KEY"]
+            c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+            c.request("GET", "/large", headers={{"Authorization": "Bearer " + key}})
+            resp = c.getresponse()
+            body = resp.read()
+            print(len(body) > 1 << 20, body.count(key.encode()), {SECRET!r}.encode() in body,
+                  body == (b"x" * 4000 + b"Bearer " + key.encode()) * 400)
+            c.request("GET", "/a", headers={{"Authorization": "Bearer " + key}})
+            print(c.getresponse().read().count(key.encode()))
+        """)
+    assert r.stdout.splitlines() == ["True 400 False True", "1"]
+    assert len(echo_server.seen) == 2
 
 
 def test_secret_refused_for_other_hosts(echo_server):

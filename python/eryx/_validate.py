@@ -9,6 +9,7 @@ from __future__ import annotations
 import keyword
 import os
 import posixpath
+import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
@@ -101,6 +102,9 @@ def is_valid_unicode(text: str) -> bool:
     return True
 
 
+_SPACE = re.compile(r"\s")
+
+
 def check_host_pattern(pattern: object) -> str:
     if not isinstance(pattern, str):
         raise TypeError(f"host patterns must be str, not {type_name(pattern)}")
@@ -109,7 +113,7 @@ def check_host_pattern(pattern: object) -> str:
         or len(pattern) > 255
         or "\0" in pattern
         or "/" in pattern
-        or any(c.isspace() for c in pattern)
+        or _SPACE.search(pattern)  # str.isspace's characters, without a loop per character
     ):
         raise ValueError(f"invalid host pattern '{pattern}'")
     return str.__str__(pattern)

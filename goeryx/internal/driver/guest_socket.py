@@ -15,11 +15,16 @@ import errno as _errno
 import io as _io
 import itertools as _itertools
 
+import struct as _struct
 import weakref as _weakref
+
+_READ_HEADER = _struct.Struct("<qqII")  # OP_NET_READ: id, timeout_ns, max, flags
+_COUNT = _struct.Struct("<q")
 
 _fake_fds = _itertools.count(1 << 24)
 _by_fd = _weakref.WeakValueDictionary()  # fake descriptor -> socket (select, poll)
 _MAX_SEND = 1 << 20
+_MAX_RECV = 1 << 20
 _SOCK_FLAGS = globals().get("SOCK_NONBLOCK", 0) | globals().get("SOCK_CLOEXEC", 0)
 _defaulttimeout = None
 
@@ -174,6 +179,10 @@ class socket:
         h, _ = _call(OP_NET_CONNECT, {  # noqa: F821
             "host": host, "port": port, "tls": tls, "server_hostname": server_hostname or "",
             "timeout_ns": _timeout_ns(self._timeout)})
+        self._adopt(h, host, port)
+
+    def _adopt(self, h, host, port):
+        """Take the connection of a connect response (also loop.sock_connect's)."""
         self._id = h["id"]
         peer = h.get("peer") or ""
         ip, _, p = peer.rpartition(":")
@@ -206,21 +215,66 @@ class socket:
             raise _unsupported("recv flags")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        return self._recv(bufsize, 0)
+
+    def _recv(self, bufsize, rflags):
         cid = self._check()
         if bufsize == 0:
             return b""
-        h, data = _eryx_raw_call(OP_NET_RECV, b'{"id":%d,"max":%d,"timeout_ns":%d}' % (  # noqa: F821
-            cid, bufsize, _timeout_ns(self._timeout)))
+        # OP_NET_READ: the response is the bytes themselves (docs/PROTOCOL.md).
+        data = _eryx_host_call(OP_NET_READ, _READ_HEADER.pack(  # noqa: F821
+            cid, _timeout_ns(self._timeout), min(bufsize, _MAX_RECV), rflags))
+        if data:
+            return data
+        self._read_status(cid)
+        return b""
+
+    def _read_status(self, cid):
+        """Why the last read returned nothing: the end of the stream returns, the rest raises."""
+        h, _ = _eryx_decode(_eryx_host_call(OP_NET_READ, _READ_HEADER.pack(  # noqa: F821
+            cid, 0, 0, NET_READ_STATUS)))  # noqa: F821
         if "error" in h:
             raise _exception(h["error"])
-        return data
+        if not h.get("eof"):
+            raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
 
     def recv_into(self, buffer, nbytes=0, flags=0):
+        if flags:
+            raise _unsupported("recv flags")
+        return self._recv_into(buffer, nbytes, 0)
+
+    def _recv_into(self, buffer, nbytes, rflags):
         view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, "
+                            "not %s" % type(buffer).__name__)
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
         n = nbytes or len(view)
-        data = self.recv(n, flags)
-        view[: len(data)] = data
-        return len(data)
+        if n > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        if n < NET_READ_HEADER_SIZE:  # noqa: F821
+            data = self._recv(n, rflags)
+            view[: len(data)] = data
+            return len(data)
+        cid = self._check()
+        # The host writes the bytes straight into the buffer; the request header occupies its
+        # first bytes meanwhile (restored where the host wrote less).
+        target = view[: min(n, _MAX_RECV)]
+        saved = bytes(target[:NET_READ_HEADER_SIZE])  # noqa: F821
+        target[:NET_READ_HEADER_SIZE] = _READ_HEADER.pack(  # noqa: F821
+            cid, _timeout_ns(self._timeout), len(target), NET_READ_INTO | rflags)  # noqa: F821
+        try:
+            (got,) = _COUNT.unpack(_eryx_host_call(OP_NET_READ, target))  # noqa: F821
+        except BaseException:
+            target[:NET_READ_HEADER_SIZE] = saved  # noqa: F821
+            raise
+        if got < NET_READ_HEADER_SIZE:  # noqa: F821
+            target[got:NET_READ_HEADER_SIZE] = saved[got:]  # noqa: F821
+        if got:
+            return got
+        self._read_status(cid)
+        return 0
 
     def recvfrom(self, bufsize, flags=0):
         return self.recv(bufsize, flags), self._peer
@@ -231,12 +285,15 @@ class socket:
     def send(self, data, flags=0):
         if flags:
             raise _unsupported("send flags")
+        return self._send(data, b"")
+
+    def _send(self, data, extra):
         cid = self._check()
         view = memoryview(data).cast("B")
         if not len(view):
             return 0
-        h, _ = _eryx_raw_call(OP_NET_SEND, b'{"id":%d,"timeout_ns":%d}' % (  # noqa: F821
-            cid, _timeout_ns(self._timeout)), bytes(view[:_MAX_SEND]))
+        h, _ = _eryx_raw_call(OP_NET_SEND, b'{"id":%d,"timeout_ns":%d%s}' % (  # noqa: F821
+            cid, _timeout_ns(self._timeout), extra), bytes(view[:_MAX_SEND]))
         if "error" in h:
             raise _exception(h["error"])
         return h["n"]

@@ -19,8 +19,10 @@ def _net_module(name, source, base):
     ns.update(base)
     ns["_eryx_call"] = _host_call
     ns["_eryx_raw_call"] = _net_raw_call
+    ns["_eryx_host_call"] = _host.call  # noqa: F821 (OP_NET_READ: not framed)
+    ns["_eryx_decode"] = _decode
     for key, value in globals().items():
-        if key.startswith("OP_NET_"):
+        if key.startswith(("OP_NET_", "NET_READ_")):
             ns[key] = value
     exec(compile(source, "<eryx %s>" % name, "exec"), ns)
     return mod
@@ -74,6 +76,9 @@ def _net_wait_header(selector, timeout_ns):
         header["recv_max"] = _NET_RECV_MAX
     if writers:
         header["send"] = list(writers)
+    pollers = getattr(selector, "_net_poll", None)
+    if pollers:
+        header["poll"] = list(pollers)
     return header
 
 
@@ -100,10 +105,16 @@ def _net_events(selector, net, payload):
         transport = writers.get(cid)
         if transport is not None:
             transport._loop.call_soon(transport._flush)
+    pollers = getattr(selector, "_net_poll", None)
+    for cid in net.get("readable") or ():
+        for fut in pollers.pop(cid, ()) if pollers else ():
+            if not fut.done():
+                fut.set_result(None)
 
 
 def _net_extend_loop(loop_class):
     import asyncio
+    import errno
     from asyncio import transports
 
     socket = sys.modules["socket"]
@@ -177,9 +188,15 @@ def _net_extend_loop(loop_class):
                 server_hostname = self._extra.get("peername", ("",))[0]
             h, _ = socket._call(OP_NET_TLS, {"id": self._id,  # noqa: F821
                                              "server_hostname": server_hostname or ""})
-            self._extra["sslcontext"] = context
-            self._extra["ssl_object"] = _SSLInfo(h.get("version"), "http/1.1", server_hostname, context)
+            self._set_tls(h.get("version"), "http/1.1", server_hostname, context)
             return h.get("version")
+
+        def _set_tls(self, version, alpn, server_hostname, context):
+            self._extra["sslcontext"] = context
+            self._extra["ssl_object"] = info = _SSLInfo(version, alpn, server_hostname, context)
+            self._extra["peercert"] = {}
+            self._extra["cipher"] = info.cipher()
+            self._extra["compression"] = None
 
         def __init__(self, loop, cid, protocol, info, extra):
             super().__init__(extra, loop)
@@ -323,28 +340,20 @@ def _net_extend_loop(loop_class):
                                 interleave=None, all_errors=False):
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
+        _check_local_addr(local_addr)
         if sock is not None:
-            raise OSError(95, "create_connection(sock=...) is not available in the sandbox: "
-                              "pass host and port")
-        if local_addr is not None:
-            raise OSError(95, "local_addr is not available in the sandbox")
-        if host is None or port is None:
-            raise ValueError("host and port was not specified and no sock specified")
-        if ssl and server_hostname is None:
-            server_hostname = host
-        h, _ = socket._call(OP_NET_CONNECT, {  # noqa: F821
-            "host": socket._host_of(host), "port": socket._port_of(port), "tls": bool(ssl),
-            "server_hostname": server_hostname or "", "async": True})
-        cid = h["id"]
-        connects = _net_state(self._selector)[2]
-        fut = connects[cid] = self.create_future()
-        try:
-            info = await fut
-        except BaseException:
-            if connects.pop(cid, None) is None and fut.done() and not fut.cancelled() \
-                    and fut.exception() is None:
-                _host_call(OP_NET_CLOSE, {"id": cid})  # noqa: F821
-            raise
+            if host is not None or port is not None:
+                raise ValueError("host/port and sock can not be specified at the same time")
+            sock_ssl = ssl
+            host, port, cid, info = _adopt_socket(sock)
+            ssl = None  # the connection is plain until the handshake below
+        else:
+            sock_ssl = None
+            if host is None or port is None:
+                raise ValueError("host and port was not specified and no sock specified")
+            if ssl and server_hostname is None:
+                server_hostname = host
+            cid, info = await _connect_async(self, host, port, bool(ssl), server_hostname)
         peer = info.get("peer") or ""
         ip, _, p = peer.rpartition(":")
         peername = (ip.strip("[]") or host, int(p) if p.isdigit() else port)
@@ -357,10 +366,151 @@ def _net_extend_loop(loop_class):
             extra["peercert"] = {}
             extra["cipher"] = extra["ssl_object"].cipher()
             extra["compression"] = None
+        if sock_ssl:
+            # TLS on the adopted connection, then the protocol (as asyncio does with sock=).
+            if server_hostname is None:
+                server_hostname = host
+            transport = HostTransport(self, cid, None, info, extra)
+            context = sock_ssl if isinstance(sock_ssl, sys.modules["ssl"].SSLContext) else None
+            protocol = protocol_factory()
+            await self.start_tls(transport, protocol, context, server_hostname=server_hostname,
+                                 ssl_handshake_timeout=ssl_handshake_timeout)
+            protocol.connection_made(transport)
+            return transport, protocol
         protocol = protocol_factory()
         transport = HostTransport(self, cid, protocol, info, extra)
         protocol.connection_made(transport)
         return transport, protocol
+
+    def _check_local_addr(local_addr):
+        # The host chooses the local address and port: only "any address, any port" (what
+        # it does anyway) is accepted.
+        if local_addr is None:
+            return
+        if not isinstance(local_addr, tuple) or len(local_addr) < 2 \
+                or local_addr[0] not in (None, "", "0.0.0.0", "::") or local_addr[1] not in (None, 0):
+            raise OSError(errno.EADDRNOTAVAIL, "local_addr %r is not available in the sandbox: the host chooses the "
+                              "local address (only ('0.0.0.0', 0) is accepted)" % (local_addr,))
+
+    def _adopt_socket(sock):
+        """The connection of a connected sandbox socket, for a transport: the socket object
+        lets go of it (the transport closes it)."""
+        if not isinstance(sock, socket.socket):
+            raise TypeError("sock must be a socket of the sandbox, not %s" % type(sock).__name__)
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError("A Stream Socket was expected, got %r" % (sock,))
+        cid = sock._check()
+        info = {"id": cid, "peer": "%s:%d" % sock._peer if sock._peer else "",
+                "version": sock._tls_version, "alpn": sock._alpn}
+        host, port = sock._peer or ("", 0)
+        sock.detach()
+        return host, port, cid, info
+
+    async def _connect_async(loop, host, port, tls, server_hostname):
+        h, _ = socket._call(OP_NET_CONNECT, {  # noqa: F821
+            "host": socket._host_of(host), "port": socket._port_of(port), "tls": tls,
+            "server_hostname": server_hostname or "", "async": True})
+        cid = h["id"]
+        connects = _net_state(loop._selector)[2]
+        fut = connects[cid] = loop.create_future()
+        try:
+            info = await fut
+        except BaseException:
+            if connects.pop(cid, None) is None and fut.done() and not fut.cancelled() \
+                    and fut.exception() is None:
+                _host_call(OP_NET_CLOSE, {"id": cid})  # noqa: F821
+            raise
+        return cid, info
+
+    # loop.sock_*: the sandbox's sockets on the event loop. Reads and writes do not block
+    # (OP_NET_READ / OP_NET_SEND nonblock); the loop waits in OP_WAIT for a connection to
+    # become readable ("poll") or to have room to send ("send").
+
+    class _WriteWaiter:
+        __slots__ = ("_loop", "_fut")
+
+        def __init__(self, loop):
+            self._loop, self._fut = loop, loop.create_future()
+
+        def _flush(self):
+            if not self._fut.done():
+                self._fut.set_result(None)
+
+    def _sock_of(sock):
+        if not isinstance(sock, socket.socket):
+            raise TypeError("sock must be a socket of the sandbox, not %s" % type(sock).__name__)
+        return sock
+
+    async def _readable(loop, cid):
+        pollers = loop._selector.__dict__.setdefault("_net_poll", {})
+        fut = loop.create_future()
+        waiting = pollers.setdefault(cid, [])
+        waiting.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting and pollers.get(cid) is waiting:
+                del pollers[cid]
+
+    async def sock_recv(self, sock, n):
+        sock = _sock_of(sock)
+        while True:
+            try:
+                return sock._recv(n, NET_READ_NONBLOCK)  # noqa: F821
+            except BlockingIOError:
+                await _readable(self, sock._check())
+
+    async def sock_recv_into(self, sock, buf):
+        sock = _sock_of(sock)
+        while True:
+            try:
+                return sock._recv_into(buf, 0, NET_READ_NONBLOCK)  # noqa: F821
+            except BlockingIOError:
+                await _readable(self, sock._check())
+
+    async def sock_recvfrom(self, sock, bufsize):
+        return await self.sock_recv(sock, bufsize), sock._peer
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        view = memoryview(buf).cast("B")
+        return await self.sock_recv_into(sock, view[: nbytes or len(view)]), sock._peer
+
+    async def sock_sendall(self, sock, data):
+        sock = _sock_of(sock)
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            n = sock._send(view[sent:], b',"nonblock":true')
+            sent += n
+            if not n:
+                cid = sock._check()
+                writers = _net_state(self._selector)[1]
+                waiter = writers[cid] = _WriteWaiter(self)
+                try:
+                    await waiter._fut
+                finally:
+                    if writers.get(cid) is waiter:
+                        del writers[cid]
+
+    async def sock_sendto(self, sock, data, address):
+        raise socket._unsupported("sendto")
+
+    async def sock_connect(self, sock, address):
+        sock = _sock_of(sock)
+        if sock._closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        if sock._id is not None:
+            raise OSError(errno.EISCONN, "Transport endpoint is already connected")
+        if not isinstance(address, tuple) or len(address) < 2:
+            raise TypeError("AF_INET address must be tuple, not %s" % type(address).__name__)
+        host, port = socket._host_of(address[0]), socket._port_of(address[1])
+        cid, info = await _connect_async(self, host, port, False, None)
+        sock._adopt(info, host, port)
+
+    async def sock_accept(self, sock):
+        raise socket._unsupported("accept")
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         return socket.getaddrinfo(host, port, family, type, proto, flags)
@@ -375,11 +525,36 @@ def _net_extend_loop(loop_class):
             raise ssl.SSLError(1, "server-side TLS is not available in the sandbox")
         if not isinstance(transport, HostTransport):
             raise ssl.SSLError(1, "start_tls needs a connection of the sandbox's event loop")
-        transport._start_tls(server_hostname, sslcontext)
+        if transport._buffer:
+            raise ssl.SSLError(1, "cannot start TLS with data left to send")
+        if server_hostname is None:
+            server_hostname = transport._extra.get("peername", ("",))[0]
+        # The handshake runs on the host while the loop goes on; its outcome comes like an
+        # asynchronous connect's (OP_WAIT "connected").
+        transport.pause_reading()
+        socket._call(OP_NET_TLS, {"id": transport._id, "server_hostname": server_hostname or "",  # noqa: F821
+                                  "async": True})
+        connects = _net_state(self._selector)[2]
+        fut = connects[transport._id] = self.create_future()
+        try:
+            if ssl_handshake_timeout is not None:
+                info = await asyncio.wait_for(fut, ssl_handshake_timeout)
+            else:
+                info = await fut
+        except BaseException:
+            connects.pop(transport._id, None)
+            transport.abort()
+            raise
+        transport._set_tls(info.get("version"), info.get("alpn") or None, server_hostname,
+                           sslcontext)
         transport.set_protocol(protocol)
+        transport.resume_reading()
         return transport
 
     loop_class.create_connection = create_connection
+    for f in (sock_recv, sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall,
+              sock_sendto, sock_connect, sock_accept):
+        setattr(loop_class, f.__name__, f)
     loop_class.getaddrinfo = getaddrinfo
     loop_class.getnameinfo = getnameinfo
     loop_class.start_tls = start_tls

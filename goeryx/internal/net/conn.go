@@ -28,7 +28,10 @@ const (
 	// HardMaxConnections bounds a run's open connections when max_connections is 0 ("no
 	// limit"): the host's descriptors and buffers are finite.
 	HardMaxConnections = 512
-	readChunk          = 128 << 10
+	// readChunk is the size of the reader's buffers; a new one is taken when less than
+	// minRead is left of the current one.
+	readChunk = 128 << 10
+	minRead   = 16 << 10
 )
 
 // Resolver looks up the addresses of a name (net.DefaultResolver, or a test's).
@@ -103,7 +106,8 @@ type Set struct {
 	// Notify receives a value (without blocking the sender) when a connection becomes
 	// readable or writable or an asynchronous connect ends: OP_WAIT selects on it.
 	Notify chan struct{}
-	// connects delivers the outcome of asynchronous connects.
+	// connects delivers the outcome of asynchronous connects and handshakes; made by the
+	// first (on the guest's goroutine), so that a run without them allocates nothing.
 	connects chan ConnectResult
 	mu       sync.Mutex // guards conns for the asynchronous connects and CloseAll
 	// ctx ends when the run ends: connects in progress stop.
@@ -117,8 +121,7 @@ var nextID atomic.Int64
 
 // NewSet starts the connection set of a run.
 func NewSet(o *Options) *Set {
-	s := &Set{opts: o, conns: map[int64]*Conn{}, lingering: map[*Conn]struct{}{}, Notify: make(chan struct{}, 1),
-		connects: make(chan ConnectResult, HardMaxConnections)}
+	s := &Set{opts: o, conns: map[int64]*Conn{}, lingering: map[*Conn]struct{}{}, Notify: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -200,6 +203,7 @@ func (s *Set) ConnectAsync(req ConnectRequest) ConnectResult {
 	if perr != nil {
 		return ConnectResult{Err: perr}
 	}
+	s.makeConnects()
 	go func() {
 		c, cerr := s.dial(req, norm, lit, Wait{})
 		res := s.finishID(id, c, cerr)
@@ -405,6 +409,39 @@ func (s *Set) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// UpgradeAsync starts TLS on c (Upgrade) in the background, bounded by timeout (0: none) and
+// the run; the outcome is delivered with the connects (TakeConnects), under c's id, and a
+// failed upgrade closes the connection.
+func (s *Set) UpgradeAsync(c *Conn, name string, timeout time.Duration) {
+	w := Wait{}
+	if timeout > 0 {
+		w.Until = time.Now().Add(timeout)
+	}
+	s.makeConnects()
+	go func() {
+		res := ConnectResult{ID: c.id}
+		if gerr := c.Upgrade(name, w); gerr != nil {
+			s.Close(c.id)
+			res.Err = gerr
+		} else {
+			c.mu.Lock()
+			res.Version, res.ALPN = c.version, c.alpn
+			c.mu.Unlock()
+		}
+		select {
+		case s.connects <- res:
+			s.notify()
+		case <-s.ctx.Done(): // the run ended: nobody will take it
+		}
+	}()
+}
+
+func (s *Set) makeConnects() {
+	if s.connects == nil {
+		s.connects = make(chan ConnectResult, HardMaxConnections) // one slot per possible connection
+	}
 }
 
 // ConnectsPending reports whether asynchronous connects ended that TakeConnects would return.

@@ -26,7 +26,9 @@ const (
 	// the rewriting of the connection (the rest passes unchanged, placeholders included).
 	MaxHeadBytes = 64 << 10
 	// MaxEchoBody is the largest Content-Length body held to correct its length; a larger one
-	// streams through the replacement and keeps its Content-Length.
+	// streams through the replacement, and the guest gets it without the Content-Length
+	// (which the replacement may make wrong): chunked for HTTP/1.1, delimited by the end of
+	// the stream for HTTP/1.0.
 	MaxEchoBody = 1 << 20
 )
 
@@ -272,11 +274,49 @@ func (m *methodQueue) pop() string {
 type replacer struct {
 	secrets []Secret
 	hold    []byte
+	// tail is the end of what was released (at most the longest value less one byte): a
+	// final feed (the end of a body) may release the start of a value that the next bytes
+	// of the stream complete.
+	tail []byte
 }
 
 func (r *replacer) feed(p []byte, final bool) []byte {
 	data := append(r.hold, p...)
 	r.hold = nil
+	r.maskContinuation(data)
+	out := r.replace(data, final)
+	r.tail = append(r.tail, out...)
+	if keep := r.longest() - 1; len(r.tail) > keep {
+		r.tail = append([]byte(nil), r.tail[len(r.tail)-max(keep, 0):]...)
+	}
+	return out
+}
+
+// maskContinuation overwrites with '*' the start of data that would complete a value whose
+// beginning was already released: released bytes cannot be taken back, and the guest must not
+// see the value whole.
+func (r *replacer) maskContinuation(data []byte) {
+	if len(r.tail) == 0 || len(data) == 0 {
+		return
+	}
+	for _, s := range r.secrets {
+		v := []byte(s.Value)
+		for k := 1; k < len(v); k++ {
+			if !bytes.HasSuffix(r.tail, v[:k]) {
+				continue
+			}
+			rest := v[k:]
+			n := min(len(rest), len(data))
+			if bytes.Equal(data[:n], rest[:n]) {
+				for i := range data[:n] {
+					data[i] = '*'
+				}
+			}
+		}
+	}
+}
+
+func (r *replacer) replace(data []byte, final bool) []byte {
 	var out []byte
 	for {
 		best, which := -1, -1
@@ -327,6 +367,7 @@ const (
 	respHead   respState = iota
 	respBody             // Content-Length body, held to correct the length
 	respStream           // Content-Length body too large to hold: streamed
+	respEnded            // the stream ended after a close-delimited body: the rest is dropped
 	respChunkLine
 	respChunkData
 	respChunkCRLF
@@ -342,6 +383,10 @@ type responseRewriter struct {
 	head    []string // a held head (Content-Length bodies)
 	left    int64
 	methods *methodQueue
+	// A streamed body (respStream) is sent chunked, or ends the stream (ended).
+	streamChunked bool
+	closeAfter    bool
+	ended         bool
 }
 
 // feed transforms received bytes; final marks the end of the stream.
@@ -402,8 +447,28 @@ func (r *responseRewriter) feed(p []byte, final bool) []byte {
 			case hasLength && length <= MaxEchoBody:
 				r.head, r.left, r.state = lines, length, respBody
 			case hasLength:
-				out = append(out, headBytes()...)
+				// The replacement may change the body's length, and it is too large to hold
+				// until the length is known: the guest gets it without Content-Length.
+				kept := lines[:1:1]
+				http10 := strings.HasPrefix(lines[0], "HTTP/1.0")
+				for _, l := range lines[1:] {
+					name := l
+					if c := strings.IndexByte(l, ':'); c > 0 {
+						name = strings.ToLower(strings.TrimSpace(l[:c]))
+					}
+					if name == "content-length" || (http10 && name == "connection") {
+						continue
+					}
+					kept = append(kept, l)
+				}
+				if http10 {
+					kept = append(kept, "Connection: close")
+				} else {
+					kept = append(kept, "Transfer-Encoding: chunked")
+				}
+				out = append(out, strings.Join(kept, "\r\n")+"\r\n\r\n"...)
 				r.left, r.state = length, respStream
+				r.streamChunked, r.closeAfter = !http10, http10
 			default:
 				out = append(out, headBytes()...)
 				r.state = respToEOF
@@ -426,11 +491,26 @@ func (r *responseRewriter) feed(p []byte, final bool) []byte {
 		case respStream:
 			n := min(int64(len(r.buf)), r.left)
 			r.left -= n
-			out = append(out, r.rep.feed(r.buf[:n], r.left == 0 || final)...)
+			data := r.rep.feed(r.buf[:n], r.left == 0 || final)
 			r.buf = r.buf[n:]
+			if !r.streamChunked {
+				out = append(out, data...)
+			} else if len(data) > 0 {
+				out = append(out, chunk(data)...)
+			}
 			if r.left == 0 {
+				if r.streamChunked {
+					out = append(out, "0\r\n\r\n"...)
+				}
+				if r.closeAfter {
+					r.state, r.ended, r.buf = respEnded, true, nil
+					return out
+				}
 				r.state, progressed = respHead, true
 			}
+		case respEnded:
+			r.buf = nil
+			return out
 		case respChunkLine:
 			i := bytes.Index(r.buf, []byte("\r\n"))
 			if i < 0 {

@@ -137,3 +137,53 @@ func TestEchoProtection(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A Content-Length body too large to hold is streamed through the replacement: the guest gets
+// it chunked (HTTP/1.1) or delimited by the end of the stream (HTTP/1.0), never with a
+// Content-Length the replacement made wrong.
+func TestEchoProtectionLargeBody(t *testing.T) {
+	const v = "sk-real-value-42"
+	filler := strings.Repeat("x", 1000)
+	var b strings.Builder
+	for b.Len() < MaxEchoBody+100_000 {
+		b.WriteString(filler + v)
+	}
+	body := b.String()
+	want := strings.ReplaceAll(body, v, ph)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		for _, n := range []int{4093, 1 << 20} {
+			w, r := rewriterPair("api.example.com", nil)
+			_, werr := w.write([]byte("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"))
+			require.Nil(t, werr)
+			stream := proto + " 200 OK\r\nContent-Length: " + itoa(len(body)) + "\r\nConnection: keep-alive\r\n\r\n" + body +
+				proto + " 200 OK\r\nContent-Length: 2\r\n\r\nok"
+			var out []byte
+			for data := stream; len(data) > 0 && !r.ended; {
+				k := min(n, len(data))
+				out = append(out, r.feed([]byte(data[:k]), false)...)
+				data = data[k:]
+			}
+			if !r.ended {
+				out = append(out, r.feed(nil, true)...)
+			}
+			require.NotContains(t, string(out), v)
+			br := bufio.NewReader(strings.NewReader(string(out)))
+			resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+			require.NoError(t, err)
+			assert.Equal(t, int64(-1), resp.ContentLength, proto)
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, want, string(got), "%s pieces of %d", proto, n)
+			if proto == "HTTP/1.1" {
+				assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+				resp, err = http.ReadResponse(br, &http.Request{Method: "GET"})
+				require.NoError(t, err, "the next response on the connection follows")
+				got, _ = io.ReadAll(resp.Body)
+				assert.Equal(t, "ok", string(got))
+			} else {
+				assert.True(t, r.ended, "HTTP/1.0: the stream ends after the body")
+				assert.True(t, resp.Close)
+			}
+		}
+	}
+}

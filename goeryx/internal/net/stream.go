@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // Conn is one guest connection. Received bytes are read ahead by a reader goroutine into a
-// buffer of at most MaxPendingRead bytes; bytes to send are queued (at most MaxPendingWrite)
+// queue of at most MaxPendingRead bytes (pieces of the buffers the reader read into: they are
+// handed to the guest without another copy); bytes to send are queued (at most MaxPendingWrite)
 // and written by a writer goroutine with the I/O timeout. Both start on first use, so that a
 // TLS upgrade (wrap_socket after connect) finds the plain connection untouched.
 type Conn struct {
@@ -25,10 +27,13 @@ type Conn struct {
 
 	mu         sync.Mutex
 	raw        net.Conn
-	rbuf       []byte
-	rerr       error // the reader's final error (io.EOF at the end), after rbuf is drained
-	reading    bool  // the reader goroutine runs
-	pause      bool  // Upgrade asks the reader to stop
+	rq         [][]byte // received pieces, oldest first; never written again once queued
+	rlen       int      // bytes in rq
+	rerr       error    // the reader's final error (io.EOF at the end), after rq is drained
+	reading    bool     // the reader goroutine runs
+	direct     bool     // the guest goroutine has read the connection itself (readDirect)
+	upgrading  bool     // a TLS handshake is in progress (Upgrade)
+	pause      bool     // Upgrade asks the reader to stop
 	readerDone chan struct{}
 	wq         []byte
 	werr       *Error
@@ -116,20 +121,25 @@ func (c *Conn) handshake(ctx context.Context, name string) *Error {
 }
 
 func (c *Conn) startReader() { // c.mu held
-	if c.reading || c.closed || c.rerr != nil {
+	if c.reading || c.closed || c.rerr != nil || c.upgrading {
 		return
 	}
 	c.reading = true
+	if c.direct {
+		_ = c.raw.SetReadDeadline(time.Time{}) // what a direct read left
+	}
 	c.readerDone = make(chan struct{})
 	go c.readLoop(c.raw, c.readerDone)
 }
 
 func (c *Conn) readLoop(raw net.Conn, done chan struct{}) {
 	defer close(done)
-	buf := make([]byte, readChunk)
+	// The kernel's bytes go straight into cur; what was read is queued as a piece of it and
+	// the rest of cur is read into next, so a piece is never written again once queued.
+	var cur []byte
 	for {
 		c.mu.Lock()
-		for len(c.rbuf) >= MaxPendingRead && !c.closed && !c.pause {
+		for c.rlen >= MaxPendingRead && !c.closed && !c.pause {
 			c.mu.Unlock()
 			select {
 			case <-c.rspace:
@@ -142,13 +152,22 @@ func (c *Conn) readLoop(raw net.Conn, done chan struct{}) {
 			return
 		}
 		c.mu.Unlock()
-		n, err := raw.Read(buf)
+		if len(cur) < minRead {
+			cur = make([]byte, readChunk)
+		}
+		n, err := raw.Read(cur)
 		c.mu.Lock()
 		if c.resp != nil && (n > 0 || err != nil) && !(c.pause && err != nil) {
-			// Echo protection: real secret values never reach the guest.
-			c.rbuf = append(c.rbuf, c.resp.feed(buf[:n], err != nil)...)
+			// Echo protection: real secret values never reach the guest. feed returns new
+			// bytes, so cur is read into again.
+			c.push(c.resp.feed(cur[:n], err != nil))
+			if c.resp.ended && err == nil {
+				// A close-delimited body ended (secrets.go): the guest's stream ends there.
+				err = io.EOF
+			}
 		} else if n > 0 {
-			c.rbuf = append(c.rbuf, buf[:n]...)
+			c.push(cur[:n:n])
+			cur = cur[n:]
 		}
 		if err != nil {
 			if c.pause && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -167,12 +186,42 @@ func (c *Conn) readLoop(raw net.Conn, done chan struct{}) {
 	}
 }
 
+// push queues received bytes (c.mu held).
+func (c *Conn) push(p []byte) {
+	if len(p) > 0 {
+		c.rq = append(c.rq, p)
+		c.rlen += len(p)
+	}
+}
+
+// take removes up to max queued bytes (c.mu held): the pieces themselves, not copies.
+func (c *Conn) take(max int, out [][]byte) [][]byte {
+	for max > 0 && len(c.rq) > 0 {
+		p := c.rq[0]
+		if len(p) > max {
+			out = append(out, p[:max:max])
+			c.rq[0] = p[max:]
+			c.rlen -= max
+			break
+		}
+		out = append(out, p)
+		c.rq[0] = nil
+		c.rq = c.rq[1:]
+		c.rlen -= len(p)
+		max -= len(p)
+	}
+	if len(c.rq) == 0 {
+		c.rq = nil
+	}
+	return out
+}
+
 // Readable reports whether Recv would return at once (data, end of stream or an error).
 func (c *Conn) Readable() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.startReader()
-	return len(c.rbuf) > 0 || c.rerr != nil || c.closed
+	return c.rlen > 0 || c.rerr != nil || c.closed
 }
 
 // Writable reports whether the send queue has room.
@@ -195,11 +244,93 @@ func (c *Conn) Recv(max int, w Wait, nonblock bool) (data []byte, eof bool, gerr
 	return c.RecvInto(nil, max, w, nonblock)
 }
 
-// RecvInto is Recv appending the data to dst (which it returns), so that a caller can receive
-// straight into the frame it answers with.
+// RecvInto is Recv appending the data to dst (which it returns).
 func (c *Conn) RecvInto(dst []byte, max int, w Wait, nonblock bool) (data []byte, eof bool, gerr *Error) {
+	parts, eof, gerr := c.RecvPieces(max, w, nonblock)
+	for _, p := range parts {
+		dst = append(dst, p...)
+	}
+	if len(parts) == 0 {
+		return nil, eof, gerr
+	}
+	return dst, false, nil
+}
+
+// ReadInto copies up to len(dst) received bytes into dst (the guest's own buffer: no
+// intermediate copy), blocking like Recv.
+func (c *Conn) ReadInto(dst []byte, w Wait, nonblock bool) (n int, eof bool, gerr *Error) {
+	if len(dst) > MaxRecv {
+		dst = dst[:MaxRecv]
+	}
+	if !nonblock {
+		if n, eof, gerr, ok := c.ReadDirect(dst, w); ok {
+			return n, eof, gerr
+		}
+	}
+	parts, eof, gerr := c.RecvPieces(len(dst), w, nonblock)
+	for _, p := range parts {
+		n += copy(dst[n:], p)
+	}
+	return n, eof, gerr
+}
+
+// ReadDirect reads into dst from the guest's goroutine itself, without the reader goroutine:
+// the kernel's bytes go straight to dst, and no goroutine hand-off delays them. Only while
+// nothing was read ahead and no reader runs (select, asyncio or echo protection start one,
+// and from then on the connection is read by it); ok is false otherwise. w's deadline
+// bounds the read; w.Wake and close() cut it.
+func (c *Conn) ReadDirect(dst []byte, w Wait) (n int, eof bool, gerr *Error, ok bool) {
+	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return 0, false, errHandshaking, true
+	}
+	if c.reading || c.rlen > 0 || c.rerr != nil || c.closed || c.resp != nil || c.pause || len(dst) == 0 {
+		c.mu.Unlock()
+		return 0, false, nil, false
+	}
+	c.direct = true
+	raw := c.raw
+	c.mu.Unlock()
+	_ = raw.SetReadDeadline(w.Until)
+	if w.Wake != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-w.Wake:
+				_ = raw.SetReadDeadline(time.Unix(1, 0))
+			case <-stop:
+			}
+		}()
+	}
+	n, err := raw.Read(dst)
+	if err == nil || n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, false, nil, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return n, false, ErrClosed, true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, false, ErrTimeout, true // not final: the connection stays usable
+	}
+	c.rerr = err // final: what every later read reports
+	if n > 0 {
+		return n, false, nil, true
+	}
+	if isEOF(err) {
+		return 0, true, nil, true
+	}
+	return 0, false, classify(err), true
+}
+
+// RecvPieces is Recv returning the received pieces themselves (at most max bytes in all, and
+// MaxRecv): they are never written again, the caller may hand them on without copying.
+func (c *Conn) RecvPieces(max int, w Wait, nonblock bool) (parts [][]byte, eof bool, gerr *Error) {
 	if max <= 0 {
-		return dst, false, nil
+		return nil, false, nil
 	}
 	if max > MaxRecv {
 		max = MaxRecv
@@ -207,21 +338,20 @@ func (c *Conn) RecvInto(dst []byte, max int, w Wait, nonblock bool) (data []byte
 	var timer <-chan time.Time
 	var stop func()
 	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return nil, false, errHandshaking
+	}
 	c.startReader()
 	for {
-		if len(c.rbuf) > 0 {
-			n := min(max, len(c.rbuf))
-			data = append(dst, c.rbuf[:n]...)
-			c.rbuf = c.rbuf[n:]
-			if len(c.rbuf) == 0 {
-				c.rbuf = nil
-			}
+		if c.rlen > 0 {
+			parts = c.take(max, nil)
 			c.mu.Unlock()
 			signal(c.rspace)
 			if stop != nil {
 				stop()
 			}
-			return data, false, nil
+			return parts, false, nil
 		}
 		if c.rerr != nil || c.closed {
 			err := c.rerr
@@ -259,6 +389,10 @@ func (c *Conn) RecvInto(dst []byte, max int, w Wait, nonblock bool) (data []byte
 	}
 }
 
+// errHandshaking answers reads and sends while loop.start_tls's handshake runs (the guest's
+// transport pauses meanwhile; only a confused or hostile guest gets it).
+var errHandshaking = &Error{Type: "OSError", Errno: "EAGAIN", Message: "a TLS handshake is in progress on the connection"}
+
 var errBrokenPipe = &Error{Type: "BrokenPipeError", Errno: "EPIPE", Message: "Broken pipe"}
 
 // Send queues up to len(data) bytes (at most MaxSend) and returns how many it took, blocking
@@ -275,6 +409,10 @@ func (c *Conn) Send(data []byte, w Wait, nonblock bool) (int, *Error) {
 		}
 	}()
 	c.mu.Lock()
+	if c.upgrading {
+		c.mu.Unlock()
+		return 0, errHandshaking
+	}
 	for {
 		if c.werr != nil {
 			err := c.werr
@@ -299,6 +437,20 @@ func (c *Conn) Send(data []byte, w Wait, nonblock bool) (int, *Error) {
 					c.mu.Unlock()
 					c.close(false)
 					return 0, gerr
+				}
+			}
+			if len(c.wq) == 0 && !c.inWrite {
+				// Nothing is queued: write what the socket takes now, without waiting and
+				// without a hand-off to the writer goroutine; queue the rest.
+				out = out[c.writeNow(out):]
+				if c.werr != nil {
+					err := c.werr
+					c.mu.Unlock()
+					return 0, err
+				}
+				if len(out) == 0 {
+					c.mu.Unlock()
+					return n, nil
 				}
 			}
 			c.wq = append(c.wq, out...)
@@ -327,6 +479,48 @@ func (c *Conn) Send(data []byte, w Wait, nonblock bool) (int, *Error) {
 		}
 		c.mu.Lock()
 	}
+}
+
+// writeNow makes one non-blocking write of p on a plain TCP connection (c.mu held) and
+// returns how much the kernel took; 0 for TLS (its writes go through the writer goroutine).
+// A failure is recorded in c.werr.
+func (c *Conn) writeNow(p []byte) int {
+	tc, ok := c.raw.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				if err != syscall.EAGAIN {
+					werr = os.NewSyscallError("write", err)
+				}
+				break
+			}
+			n += k
+		}
+		return true // one attempt: never wait here
+	}); err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		c.werr = classify(werr)
+		if isEOF(werr) || errors.Is(werr, net.ErrClosed) || errors.Is(werr, syscall.EPIPE) {
+			c.werr = errBrokenPipe
+		}
+		return 0
+	}
+	return n
 }
 
 func (c *Conn) writeLoop() {
@@ -399,6 +593,16 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 		c.mu.Unlock()
 		return &Error{Type: "SSLError", Message: "the connection already uses TLS"}
 	}
+	if c.upgrading {
+		c.mu.Unlock()
+		return &Error{Type: "SSLError", Message: "a TLS handshake is already in progress on the connection"}
+	}
+	c.upgrading = true
+	defer func() {
+		c.mu.Lock()
+		c.upgrading = false
+		c.mu.Unlock()
+	}()
 	if c.reading {
 		c.pause = true
 		raw, done := c.raw, c.readerDone
@@ -409,7 +613,7 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 		c.mu.Lock()
 		c.reading, c.pause = false, false
 	}
-	if len(c.rbuf) > 0 {
+	if c.rlen > 0 {
 		c.mu.Unlock()
 		return &Error{Type: "SSLError", Message: "cannot start TLS: received data has not been read"}
 	}
@@ -439,6 +643,9 @@ func (c *Conn) Upgrade(name string, w Wait) *Error {
 	if c.werr != nil || c.closed {
 		c.mu.Unlock()
 		return ErrClosed
+	}
+	if c.direct {
+		_ = c.raw.SetReadDeadline(time.Time{}) // what a direct read left
 	}
 	c.mu.Unlock()
 	ctx, cancel := waitContext(c.set.ctx, w)
@@ -479,7 +686,7 @@ func (c *Conn) Shutdown(how int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if how == 0 || how == 2 { // SHUT_RD
-		c.rbuf = nil
+		c.rq, c.rlen = nil, 0
 		if c.rerr == nil {
 			c.rerr = io.EOF
 		}
@@ -511,7 +718,7 @@ func (c *Conn) close(graceful bool) (lingering bool) {
 	c.closed = true
 	close(c.done)
 	raw := c.raw
-	c.rbuf, c.wq = nil, nil
+	c.rq, c.rlen, c.wq = nil, 0, nil
 	lingered := c.closing
 	c.mu.Unlock()
 	_ = raw.Close()

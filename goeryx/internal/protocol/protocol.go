@@ -59,6 +59,23 @@ const (
 	// they waited in the host. Header {}. Response {"ns"}. (time.process_time: wasi-libc's
 	// clock() is the monotonic clock since libc started, in the process that took the image.)
 	OpCPUTime = 12
+	// OpNetRead is OpNetRecv without JSON or copies, for the guest's recv and recv_into. The
+	// request is a binary header (NetReadHeaderSize bytes, little-endian: id int64,
+	// timeout_ns int64, max uint32, flags uint32). Plain: the response is the bytes read, or
+	// empty when none were. With NetReadInto the request is the guest's destination buffer
+	// itself, its first bytes holding the header: the host writes the bytes read over it and
+	// answers their count (int64 LE; 0 when none). When none were (the end of the stream, a
+	// timeout, an error, nonblock), NetReadStatus (header only) answers why as a frame:
+	// {"eof": true}, {"error": {...}} or {} (nothing yet).
+	OpNetRead = 13
+)
+
+// OpNetRead header size and flags.
+const (
+	NetReadHeaderSize = 24
+	NetReadNonblock   = 1
+	NetReadInto       = 2
+	NetReadStatus     = 4
 )
 
 // Host → guest operations (the "op" field of a request passed to eryx_call).
@@ -135,6 +152,11 @@ func Prelude() string {
 		"OP_NET_TLS":              OpNetTLS,
 		"OP_NET_SHUTDOWN":         OpNetShutdown,
 		"OP_NET_POLL":             OpNetPoll,
+		"OP_NET_READ":             OpNetRead,
+		"NET_READ_HEADER_SIZE":    NetReadHeaderSize,
+		"NET_READ_NONBLOCK":       NetReadNonblock,
+		"NET_READ_INTO":           NetReadInto,
+		"NET_READ_STATUS":         NetReadStatus,
 		"REQ_CONFIGURE":           ReqConfigure,
 		"REQ_RUN":                 ReqRun,
 		"REQ_CLEAR_STATE":         ReqClearState,
