@@ -2,6 +2,8 @@ package goeryx
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/factory"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 	"github.com/goeryx/goeryx/goeryx/internal/vfs"
@@ -132,6 +135,15 @@ func (rt *Runtime) guest() factory.Guest {
 		g.Major, _ = strconv.Atoi(parts[0])
 		g.Minor, _ = strconv.Atoi(parts[1])
 	}
+	if m := rt.dl.main; m != nil {
+		g.CheckSide = func(data []byte) error {
+			side, err := rt.dl.cache.Parse(data)
+			if err != nil {
+				return err
+			}
+			return m.Check(side)
+		}
+	}
 	return g
 }
 
@@ -175,11 +187,11 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 			return &Factory{rt: rt, img: fi}, nil
 		}
 	}
-	image, err := rt.captureFactoryImage(dir, imports)
+	image, libs, err := rt.captureFactoryImage(dir, imports)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := newFactoryImage(key, image, dir, imports)
+	fi, err := newFactoryImage(key, image, dir, imports, libs)
 	if err != nil {
 		return nil, err
 	}
@@ -189,11 +201,12 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 	return &Factory{rt: rt, img: fi}, nil
 }
 
-func newFactoryImage(key string, image []byte, dir string, imports []string) (*factoryImage, error) {
+func newFactoryImage(key string, image []byte, dir string, imports []string, libs []dylink.Record) (*factoryImage, error) {
 	pool, err := newMemoryPool(image)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}
+	pool.libs = libs
 	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, imports: imports}
 	fi.refs.Store(1)
 	return fi, nil
@@ -261,12 +274,13 @@ func (rt *Runtime) compilePackages(dir string) error {
 // captureFactoryImage starts an interpreter from the runtime's image with dir at
 // /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
 // and returns a copy of its memory.
-func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, error) {
+func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, []dylink.Record, error) {
 	what := "the pre-imports"
 	if len(imports) > 0 {
 		what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
 	}
 	var image []byte
+	var libs []dylink.Record
 	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports},
 		what, func(inst *instance) error {
 			mem := inst.mod.Memory()
@@ -275,9 +289,13 @@ func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, er
 				return initError("cannot build factory: cannot read guest memory")
 			}
 			image = append([]byte(nil), img...)
+			if inst.dl != nil {
+				// the extension modules the imports loaded: sandboxes bind them again
+				libs = inst.dl.Records()
+			}
 			return nil
 		})
-	return image, err
+	return image, libs, err
 }
 
 // LoadFactory reads a factory file (SandboxFactory.load). sitePackages, if not "", is mounted
@@ -375,7 +393,11 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
 		return nil, err
 	}
-	fi, err := newFactoryImage(key, image, dir, h.Imports)
+	libs, err := factoryLibraries(h.Libraries, dir)
+	if err != nil {
+		return nil, initError("failed to load factory from %s: %v", label, err)
+	}
+	fi, err := newFactoryImage(key, image, dir, h.Imports, libs)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +405,28 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 		fi = remember(fi)
 	}
 	return &Factory{rt: rt, img: fi}, nil
+}
+
+// factoryLibraries reads the extension modules a factory file's image holds from its package
+// directory (they are package files under /site-packages), checking they are the same files.
+func factoryLibraries(recs []factory.Library, dir string) ([]dylink.Record, error) {
+	var out []dylink.Record
+	for _, r := range recs {
+		rel, ok := strings.CutPrefix(r.Path, SitePackagesPath+"/")
+		if !ok || !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("malformed header: extension module %q is not in %s", r.Path, SitePackagesPath)
+		}
+		data, err := readBounded(filepath.Join(dir, filepath.FromSlash(rel)), dylink.MaxModuleBytes)
+		if err != nil {
+			return nil, fmt.Errorf("extension module %s: %v", r.Path, unwrapPathError(err))
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != r.SHA256 {
+			return nil, fmt.Errorf("extension module %s is not the file the image was taken with", r.Path)
+		}
+		out = append(out, dylink.Record{Name: r.Path, Bytes: data, SHA256: sum, MemBase: r.MemBase, TableBase: r.TableBase})
+	}
+	return out, nil
 }
 
 func checkSitePackages(dir string) (string, error) {
@@ -413,6 +457,10 @@ func (f *Factory) Bytes() ([]byte, error) {
 	}
 	h := factory.Header{Format: factory.FormatVersion, Goeryx: Version, GuestPython: f.rt.manifest.PythonVersion,
 		Runtime: f.rt.imageKey, Imports: f.img.imports}
+	for _, l := range f.img.pool.libs {
+		h.Libraries = append(h.Libraries, factory.Library{Path: l.Name, SHA256: hex.EncodeToString(l.SHA256[:]),
+			MemBase: l.MemBase, TableBase: l.TableBase})
+	}
 	data, err := factory.Encode(h, f.img.image, f.img.pkgDir)
 	if err != nil {
 		return nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("cannot encode factory: %v", err)}

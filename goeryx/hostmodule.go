@@ -65,7 +65,7 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		fail(abi.HostErrBadRequest)
 		return
 	}
-	if n > maxHostRequest {
+	if n > maxHostRequest && (op != abi.OpDlopen || n > maxDlopenRequest) {
 		fail(abi.HostErrTooLarge)
 		return
 	}
@@ -90,6 +90,11 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		resp = map[string]any{}
 	case protocol.OpCPUTime:
 		resp = map[string]any{"ns": int64(inst.cpu.now())}
+	case abi.OpDlopen, abi.OpDlsym:
+		if resp = inst.dlCall(op, frame); resp == nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
 		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
 		var ok bool
@@ -167,6 +172,8 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
 		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
 		// Decoded by netCall (goeryx/netcalls.go), which reads the frame itself.
+	case abi.OpDlopen, abi.OpDlsym:
+		// Decoded by dlCall (goeryx/dylink.go), which reads the frame itself.
 	default:
 		return req, abi.HostErrUnknownOp
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 )
@@ -87,6 +88,8 @@ type instance struct {
 	dead error
 	// cancelled is set by cancel, from any goroutine: the current and every later run stop.
 	cancelled atomic.Bool
+	// dl links side modules (extension modules) into the instance; nil until the first.
+	dl *dylink.Linker
 }
 
 // cancel stops the run in progress, if any, and every later one (Sandbox/Session.Close).
@@ -162,6 +165,18 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 		if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
 			inst.close()
 			return nil, err
+		}
+		if len(pool.libs) > 0 {
+			// The image holds the side modules' data and state: bind them again at the same
+			// bases (dylink.Linker.Replay).
+			l, err := inst.linker()
+			if err == nil {
+				err = l.Replay(inst.ctx, pool.libs)
+			}
+			if err != nil {
+				inst.close()
+				return nil, fmt.Errorf("cannot restore the extension modules of the image: %v", err)
+			}
 		}
 	}
 	return inst, nil
@@ -273,6 +288,10 @@ func (inst *instance) setBudget(n int64) {
 }
 
 func (inst *instance) close() {
+	if inst.dl != nil {
+		inst.dl.Close(context.Background()) // they import the instance's memory and table
+		inst.dl = nil
+	}
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background()) // wazero frees the memory (back to its pool)
 		inst.mod = nil

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 )
 
 const wasmPageSize = 64 << 10
@@ -102,6 +104,8 @@ func (u *memoryUse) beginRun(m *linearMemory) {
 type memoryPool struct {
 	image   []byte
 	backing imageBacking
+	// libs are the side modules loaded when the image was taken (goeryx/dylink.go).
+	libs []dylink.Record
 
 	mu       sync.Mutex
 	idle     map[uint64][]*linearMemory // by reservation size, oldest first

@@ -22,6 +22,7 @@ import (
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
 	"github.com/goeryx/goeryx/goeryx/internal/driver"
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 )
@@ -83,6 +84,8 @@ type Runtime struct {
 	fuel     fuelModule
 	// imageKey identifies what the image depends on: factory files record it (factory.go).
 	imageKey string
+	// dl: side modules (goeryx/dylink.go).
+	dl dlRuntime
 
 	mu     sync.Mutex
 	closed bool
@@ -208,6 +211,11 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 	if err := rt.compile(ctx, wasm, opts.CacheDir, precompiled, code, !s.moduleCached, s); err != nil {
 		return closeOnError(err)
 	}
+	// What side modules bind to (a runtime not linked for them loads none).
+	if m, err := dylink.ParseMain(wasm); err == nil && m.CanLoad() {
+		rt.dl.main = m
+	}
+	rt.dl.cache = dylink.NewCache(rt.wz)
 
 	wg.Wait()
 	if stdlibErr != nil {

@@ -48,6 +48,9 @@ ERYX_STDLIB=${ERYX_STDLIB:-bytecode}
 # no: without patches/cpython-eval-tick.patch, the baseline of goeryx's
 # TestTimeoutMechanismOverhead (GOERYX_BENCH_BASELINE_DIR); the engine runs it uninstrumented only
 ERYX_EVAL_TICK=${ERYX_EVAL_TICK:-yes}
+# no: python.wasm not linked for side modules (extension modules; runtime/eryx/reactor.mk), the
+# baseline of the cost measurement in runtime/README.md
+ERYX_DYLINK=${ERYX_DYLINK:-yes}
 ERYX_MAX_MEMORY=4294967296
 DEPS_OPT="-O2"
 
@@ -75,7 +78,7 @@ logged() {
 
 # ------------------------------------------------------------------------------- recipe hash
 [ -f "$ABI_DIR/eryx_abi.h" ] || die "missing $ABI_DIR/eryx_abi.h"
-KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT eval_tick=$ERYX_EVAL_TICK"
+KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT eval_tick=$ERYX_EVAL_TICK dylink=$ERYX_DYLINK"
 TOOL_PKGS=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 binaryen)
 recipe() {   # everything that determines the artifact, hashed
   { echo "$KNOBS"
@@ -362,7 +365,7 @@ case $ERYX_ALLOCATOR in
 esac
 [ "$ERYX_EVAL_TICK" = no ] && ERYX_CFLAGS="$ERYX_CFLAGS -DERYX_NO_EVAL_TICK"
 logged "$AT/link.log" env PATH="$TC/bin:$PATH" "${MAKE_WASM[@]}" ERYX_SRC="$HERE/eryx" ERYX_ABI="$ABI_DIR" ERYX_CFLAGS="$ERYX_CFLAGS" \
-  ERYX_OUT="$AT" ERYX_MAX_MEMORY="$ERYX_MAX_MEMORY" "$AT/python.wasm"
+  ERYX_DYLINK="$ERYX_DYLINK" ERYX_OUT="$AT" ERYX_MAX_MEMORY="$ERYX_MAX_MEMORY" "$AT/python.wasm"
 if [ -n "$ERYX_WASM_OPT" ]; then
   # feature flags: exactly what clang-19 emitted (target_features section)
   # -g keeps the name section (function names in traps)
@@ -444,7 +447,7 @@ m = {
         "target": "wasm32-wasip1", "exec_model": "reactor",
         "cflags": "$WASM_OPTFLAGS", "lto": "$ERYX_LTO", "wasm_opt": "$ERYX_WASM_OPT" or None,
         "pymalloc": "$ERYX_PYMALLOC" == "yes", "allocator": "$ERYX_ALLOCATOR", "stdlib_format": "$ERYX_STDLIB",
-        "eval_tick": "$ERYX_EVAL_TICK" == "yes",
+        "eval_tick": "$ERYX_EVAL_TICK" == "yes", "dylink": "$ERYX_DYLINK" == "yes",
         "max_memory": $ERYX_MAX_MEMORY, "deps_cflags": "$DEPS_OPT",
         "configure": "${WASM_CONFIGURE[*]}",
         "compiler": "$("$LLVM/clang" --version | head -1)",

@@ -22,6 +22,12 @@ const (
 	HostErrNoResponse = -4
 )
 
+// host_call ops of the runtime's dynamic loader (goeryx/internal/dylink).
+const (
+	OpDlopen = 13
+	OpDlsym  = 14
+)
+
 // Exports of the guest module.
 const (
 	ExportInitialize    = "_initialize"

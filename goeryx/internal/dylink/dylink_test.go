@@ -75,7 +75,7 @@ func TestLoadSideModule(t *testing.T) {
 	require.Equal(t, int32(60), callSlot(t, mod, fn))
 	bump, _ := lib.Symbol("bump")
 	require.Equal(t, int32(6), callSlot(t, mod, bump)) // writes main's counter
-	require.Equal(t, int32(62), callSlot(t, mod, fn)) // counter counts twice
+	require.Equal(t, int32(62), callSlot(t, mod, fn))  // counter counts twice
 	// loading the same path again returns the same library
 	again, err := l.Load(context.Background(), "/x/side.so", side)
 	require.NoError(t, err)

@@ -92,7 +92,9 @@ type Problem struct{ Reason string }
 
 func (p *Problem) Error() string { return p.Reason }
 
-func problemf(format string, args ...any) error { return &Problem{Reason: fmt.Sprintf(format, args...)} }
+func problemf(format string, args ...any) error {
+	return &Problem{Reason: fmt.Sprintf(format, args...)}
+}
 
 // Parse reads a side module: its dylink.0 section, imports, exports, types and data. It
 // refuses what the loader does not support, with a Problem.
