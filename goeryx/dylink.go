@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
 	"github.com/goeryx/goeryx/goeryx/internal/dylink"
+	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 )
 
@@ -33,7 +36,17 @@ func (inst *instance) linker() (*dylink.Linker, error) {
 	if rt.dl.main == nil || !rt.dl.main.CanLoad() {
 		return nil, errors.New("this guest runtime is not linked for side modules")
 	}
-	inst.dl = &dylink.Linker{Cache: rt.dl.cache, Main: rt.dl.main, Guest: inst.mod, Alloc: inst.allocAligned}
+	inst.dl = &dylink.Linker{Cache: rt.dl.cache, Main: rt.dl.main, Guest: inst.mod, Alloc: inst.allocAligned,
+		OnModule: func(m api.Module) {
+			// the module's loops tick like the interpreter's: its countdown is set with the
+			// instance's (setBudget), starting at the instance's current value
+			if g, ok := m.ExportedGlobal(instrument.ExportBudget).(api.MutableGlobal); ok && inst.budget != nil {
+				inst.budgetMu.Lock()
+				g.Set(inst.budget.Get())
+				inst.sideBudgets = append(inst.sideBudgets, g)
+				inst.budgetMu.Unlock()
+			}
+		}}
 	return inst.dl, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -121,4 +122,29 @@ func indexBytes(b []byte, s string) int {
 		}
 	}
 	return -1
+}
+
+// A C loop in an extension module that never returns to Python: the side module is
+// instrumented like the runtime, so the timeout stops it (a hard stop: C code cannot raise),
+// and a session goes on.
+func TestExtensionModuleLoopTimesOut(t *testing.T) {
+	rt := runtimeForTest(t)
+	pkg := dlPackage(t)
+	for _, imports := range [][]string{{"dlpkg"}, nil} { // from the image; loaded by the sandbox
+		f, err := rt.NewFactory(FactoryOptions{Packages: []string{pkg}, Imports: imports})
+		require.NoError(t, err)
+		defer f.Close()
+		sb, err := f.NewSandbox(&Config{Limits: Limits{ExecutionTimeoutMS: i64(300)}}, nil, nil, "")
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = sb.Execute(context.Background(), "import dlpkg\ndlpkg.spin()")
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, KindTimeout, e.Kind, e.Message)
+		require.Less(t, time.Since(start), 5*time.Second)
+		res, err := sb.Execute(context.Background(), "import dlpkg\nprint(dlpkg.greet('again'))")
+		require.NoError(t, err)
+		require.Contains(t, res.Stdout, "hello again")
+		sb.Close()
+	}
 }

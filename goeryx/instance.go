@@ -64,15 +64,18 @@ type instanceConfig struct {
 // imports use. Only one goroutine uses an instance at a time (the caller of run/request);
 // cancel may be called from any goroutine.
 type instance struct {
-	rt       *Runtime
-	mod      api.Module
-	mem      *linearMemory
-	memUse   memoryUse       // peak and refused growth of the current run; outlives mem
-	cpu      guestCPU        // the guest's CPU time (time.process_time)
-	ctx      context.Context // carries the instance to host functions
-	exports  map[string]api.Function
-	budget   api.MutableGlobal // the instrumentation's countdown (i32)
-	budgetMu sync.Mutex
+	rt      *Runtime
+	mod     api.Module
+	mem     *linearMemory
+	memUse  memoryUse       // peak and refused growth of the current run; outlives mem
+	cpu     guestCPU        // the guest's CPU time (time.process_time)
+	ctx     context.Context // carries the instance to host functions
+	exports map[string]api.Function
+	budget  api.MutableGlobal // the instrumentation's countdown (i32)
+	// sideBudgets are the countdowns of the loaded extension modules (goeryx/dylink.go), set
+	// with budget.
+	sideBudgets []api.MutableGlobal
+	budgetMu    sync.Mutex
 	// fuel: the instance runs the fuel module, whose budget counts instructions (fuel.go).
 	fuel bool
 
@@ -283,6 +286,9 @@ func (inst *instance) setBudget(n int64) {
 	if inst.budget != nil {
 		inst.budgetMu.Lock()
 		inst.budget.Set(uint64(uint32(n)))
+		for _, g := range inst.sideBudgets {
+			g.Set(uint64(uint32(n)))
+		}
 		inst.budgetMu.Unlock()
 	}
 }

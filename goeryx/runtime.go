@@ -216,6 +216,12 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 		rt.dl.main = m
 	}
 	rt.dl.cache = dylink.NewCache(rt.wz)
+	if !rt.noInstrument {
+		rt.dl.cache.Instrument = func(b []byte) ([]byte, error) {
+			out, _, err := instrument.InstrumentSide(b)
+			return out, err
+		}
+	}
 
 	wg.Wait()
 	if stdlibErr != nil {

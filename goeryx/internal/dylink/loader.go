@@ -146,10 +146,13 @@ func (m *Main) Check(side *Module) error {
 // Cache holds compiled side modules (and the generated modules of their loads) of one wazero
 // runtime, by content hash.
 type Cache struct {
-	rt       wazero.Runtime
-	mu       sync.Mutex
-	compiled map[[32]byte]wazero.CompiledModule
-	parsed   map[[32]byte]*Module
+	// Instrument, if set, rewrites every side module once, after parsing (the engine's
+	// timeout instrumentation).
+	Instrument func([]byte) ([]byte, error)
+	rt         wazero.Runtime
+	mu         sync.Mutex
+	compiled   map[[32]byte]wazero.CompiledModule
+	parsed     map[[32]byte]*Module
 }
 
 // maxCached bounds the compiled modules kept: beyond it, loads compile what they need again.
@@ -171,6 +174,11 @@ func (c *Cache) Parse(b []byte) (*Module, error) {
 	m, err := Parse(b)
 	if err != nil {
 		return nil, err
+	}
+	if c.Instrument != nil {
+		if m.rewritten, err = c.Instrument(m.rewritten); err != nil {
+			return nil, problemf("cannot instrument it: %v", err)
+		}
 	}
 	c.mu.Lock()
 	if len(c.parsed) < maxCached {
@@ -245,7 +253,9 @@ type Linker struct {
 	Guest api.Module
 	// Alloc reserves size bytes of guest memory aligned to align (a power of two).
 	Alloc func(size, align uint32) (uint32, error)
-	libs  []*Library
+	// OnModule, if set, is called with every side module instance, before its constructors.
+	OnModule func(api.Module)
+	libs     []*Library
 }
 
 // Libraries returns the loaded libraries, in load order.
@@ -431,6 +441,9 @@ func (l *Linker) bind(ctx context.Context, lib *Library, first bool) (err error)
 		return err
 	}
 	lib.insts = append(lib.insts, side)
+	if l.OnModule != nil {
+		l.OnModule(side)
+	}
 
 	if len(extras) > 0 {
 		var fns []genImport

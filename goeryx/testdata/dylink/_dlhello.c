@@ -1,6 +1,7 @@
 /* A tiny CPython extension built as a WebAssembly side module (build.sh), for goeryx's
  * dynamic loading tests: multi-phase init, module state, a heap type with a finaliser, a
- * libc call, a C callback invoked by the interpreter (a key function for sorted()). */
+ * libc call, a C callback invoked by the interpreter (a key function for sorted()), a C loop
+ * that never ends (spin). */
 #include <Python.h>
 #include <string.h>
 
@@ -82,7 +83,19 @@ set_ctor_value(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* A C loop that never returns: only the engine's instrumentation of side modules stops it. */
+static PyObject *
+spin(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    volatile unsigned long n = 0;
+    for (;;) {
+        n++;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"spin", spin, METH_NOARGS, NULL},
     {"greet", greet, METH_O, NULL},
     {"sort_desc", sort_desc, METH_O, NULL},
     {"set_ctor_value", set_ctor_value, METH_O, NULL},
