@@ -1,0 +1,83 @@
+package goeryx
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDylinkCost compares the runtime linked for side modules (GOERYX_RUNTIME_DIR) with one
+// built with ERYX_DYLINK=no or before it (GOERYX_DYLINK_BASELINE_DIR), in one process,
+// alternating: bench/compute.py in a sandbox (best of rounds), a plain Sandbox()+print(1)
+// (p50), the interpreter image and python.wasm sizes. It only reports: timings on a shared
+// machine are noise-prone, and no test asserts on them. runtime/README.md has the figures.
+func TestDylinkCost(t *testing.T) {
+	baseDir := os.Getenv("GOERYX_DYLINK_BASELINE_DIR")
+	if baseDir == "" || os.Getenv("GOERYX_RUNTIME_DIR") == "" {
+		t.Skip("GOERYX_DYLINK_BASELINE_DIR (a baseline runtime directory) not set")
+	}
+	src, err := os.ReadFile("../bench/compute.py")
+	require.NoError(t, err)
+	dyn := runtimeForTest(t)
+	base, err := OpenRuntime(baseDir, RuntimeOptions{CacheDir: t.TempDir()})
+	require.NoError(t, err)
+	rts := map[string]*Runtime{"base": base, "dylink": dyn}
+	code := string(src) + "\nimport json\nprint(json.dumps(run(1)))"
+	ctx := context.Background()
+	best := map[string]map[string]float64{"base": {}, "dylink": {}}
+	lat := map[string][]time.Duration{}
+	peak := map[string]uint64{}
+	rounds := 5
+	for i := 0; i < rounds; i++ {
+		for _, name := range []string{"base", "dylink"} {
+			sb, err := rts[name].NewSandbox(&Config{}, nil, nil)
+			require.NoError(t, err)
+			res, err := sb.Execute(ctx, code)
+			require.NoError(t, err)
+			sb.Close()
+			var parts map[string]float64
+			out := strings.TrimSpace(res.Stdout) // the last line: compute.py prints too, as __main__
+			require.NoError(t, json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &parts))
+			for k, v := range parts {
+				if old, ok := best[name][k]; !ok || v < old {
+					best[name][k] = v
+				}
+			}
+			for j := 0; j < 20; j++ {
+				start := time.Now()
+				sb, err := rts[name].NewSandbox(&Config{}, nil, nil)
+				require.NoError(t, err)
+				r, err := sb.Execute(ctx, "print(1)")
+				require.NoError(t, err)
+				lat[name] = append(lat[name], time.Since(start))
+				peak[name] = max(peak[name], r.PeakMemoryBytes)
+				sb.Close()
+			}
+		}
+	}
+	p50 := func(d []time.Duration) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	size := func(dir string) int64 {
+		st, err := os.Stat(filepath.Join(dir, "python.wasm"))
+		require.NoError(t, err)
+		return st.Size()
+	}
+	for _, k := range []string{"loop", "fib", "strdict", "loop+fib", "total"} {
+		t.Logf("compute %-8s base %.4f s  dylink %.4f s  ratio %.3f", k, best["base"][k], best["dylink"][k], best["dylink"][k]/best["base"][k])
+	}
+	t.Logf("Sandbox()+print(1) p50: base %v  dylink %v  ratio %.3f", p50(lat["base"]), p50(lat["dylink"]),
+		float64(p50(lat["dylink"]))/float64(p50(lat["base"])))
+	t.Logf("peak memory of print(1): base %d  dylink %d", peak["base"], peak["dylink"])
+	t.Logf("interpreter image: base %d  dylink %d bytes", base.ImageBytes(), dyn.ImageBytes())
+	t.Logf("python.wasm: base %d  dylink %d bytes (%+.2f%%)", size(baseDir), size(os.Getenv("GOERYX_RUNTIME_DIR")),
+		100*float64(size(os.Getenv("GOERYX_RUNTIME_DIR"))-size(baseDir))/float64(size(baseDir)))
+}
