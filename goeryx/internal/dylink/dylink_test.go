@@ -3,6 +3,7 @@ package dylink
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"testing"
 
@@ -201,4 +202,18 @@ func withMemSize(t *testing.T, side []byte, size uint32) []byte {
 		out.section(s.id, s.body)
 	}
 	return out.b
+}
+
+// Every library costs the host module instances and table slots: their number is bounded.
+func TestTooManyLibraries(t *testing.T) {
+	g := newGuest(t)
+	side, err := os.ReadFile("testdata/side.so")
+	require.NoError(t, err)
+	_, l := g.instance(t)
+	for i := 0; i < MaxLibraries; i++ {
+		_, err := l.Load(context.Background(), fmt.Sprintf("/x/side%d.so", i), side)
+		require.NoError(t, err)
+	}
+	_, err = l.Load(context.Background(), "/x/one-more.so", side)
+	require.EqualError(t, err, "too many extension modules in one interpreter (the limit is 256)")
 }

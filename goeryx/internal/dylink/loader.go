@@ -253,6 +253,7 @@ type Linker struct {
 	Guest api.Module
 	// Alloc reserves size bytes of guest memory aligned to align (a power of two).
 	Alloc func(size, align uint32) (uint32, error)
+	slots uint64 // table slots added so far
 	// OnModule, if set, is called with every side module instance, before its constructors.
 	OnModule func(api.Module)
 	libs     []*Library
@@ -270,6 +271,13 @@ func (l *Linker) Records() []Record {
 	return out
 }
 
+// Per instance, what side modules may take of the host: each library is a few wazero module
+// instances, and table slots are host memory that the guest's memory limit does not count.
+const (
+	MaxLibraries  = 256
+	maxTableSlots = 1 << 20 // added to the guest's table, over all its libraries
+)
+
 // Load links the side module file b (named name) into the guest, runs its relocations and
 // constructors, and returns it. A failed load leaves the guest's table grown and the memory
 // reserved (unused); the caller reports it as an ImportError.
@@ -279,12 +287,18 @@ func (l *Linker) Load(ctx context.Context, name string, b []byte) (*Library, err
 			return lib, nil
 		}
 	}
+	if len(l.libs) >= MaxLibraries {
+		return nil, problemf("too many extension modules in one interpreter (the limit is %d)", MaxLibraries)
+	}
 	m, err := l.Cache.Parse(b)
 	if err != nil {
 		return nil, err
 	}
 	if err := l.Main.Check(m); err != nil {
 		return nil, err
+	}
+	if l.slots+uint64(m.TableSize)+uint64(len(m.exports)) > maxTableSlots {
+		return nil, problemf("the extension modules of this interpreter need more than %d function table slots", maxTableSlots)
 	}
 	var memBase uint32
 	if m.MemSize > 0 {
@@ -409,6 +423,7 @@ func (l *Linker) bind(ctx context.Context, lib *Library, first bool) (err error)
 	if err != nil {
 		return err
 	}
+	l.slots += uint64(m.TableSize) + uint64(len(extras))
 	if !first && tableBase != lib.TableBase {
 		return fmt.Errorf("the function table is not as when the image was taken (base %d, recorded %d)", tableBase, lib.TableBase)
 	}
@@ -427,8 +442,11 @@ func (l *Linker) bind(ctx context.Context, lib *Library, first bool) (err error)
 
 	if first {
 		mem := l.Guest.Memory()
-		if m.MemSize > 0 && !mem.Write(lib.MemBase, make([]byte, m.MemSize)) {
-			return errors.New("its memory lies outside the guest memory")
+		zeros := make([]byte, min(m.MemSize, 64<<10)) // the allocator's memory may be reused
+		for off := uint32(0); off < m.MemSize; off += uint32(len(zeros)) {
+			if !mem.Write(lib.MemBase+off, zeros[:min(uint32(len(zeros)), m.MemSize-off)]) {
+				return errors.New("its memory lies outside the guest memory")
+			}
 		}
 		for _, d := range m.data {
 			if !mem.Write(lib.MemBase+d.offset, d.bytes) {
