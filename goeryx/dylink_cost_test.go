@@ -25,9 +25,18 @@ func TestDylinkCost(t *testing.T) {
 	}
 	src, err := os.ReadFile("../bench/compute.py")
 	require.NoError(t, err)
-	dyn := runtimeForTest(t)
+	// both opened alike (own compilation cache), and each loop below alternates which goes first:
+	// the harness must not favour either
 	base, err := OpenRuntime(baseDir, RuntimeOptions{CacheDir: t.TempDir()})
 	require.NoError(t, err)
+	dyn, err := OpenRuntime(os.Getenv("GOERYX_RUNTIME_DIR"), RuntimeOptions{CacheDir: t.TempDir()})
+	require.NoError(t, err)
+	order := func(j int) []string {
+		if j%2 == 0 {
+			return []string{"base", "dylink"}
+		}
+		return []string{"dylink", "base"}
+	}
 	rts := map[string]*Runtime{"base": base, "dylink": dyn}
 	code := string(src) + "\nimport json\nprint(json.dumps(run(1)))"
 	ctx := context.Background()
@@ -36,7 +45,7 @@ func TestDylinkCost(t *testing.T) {
 	peak := map[string]uint64{}
 	rounds := 3
 	for i := 0; i < rounds; i++ {
-		for _, name := range []string{"base", "dylink"} {
+		for _, name := range order(i) {
 			sb, err := rts[name].NewSandbox(&Config{}, nil, nil)
 			require.NoError(t, err)
 			res, err := sb.Execute(ctx, code)
@@ -57,7 +66,7 @@ func TestDylinkCost(t *testing.T) {
 	loopCode := "import time\nt = time.perf_counter()\ns = 0\nfor i in range(300000):\n    s += i * i % 7\nprint(time.perf_counter() - t)"
 	loops := map[string][]float64{}
 	for j := 0; j < 30; j++ {
-		for _, name := range []string{"base", "dylink"} {
+		for _, name := range order(j) {
 			sb, err := rts[name].NewSandbox(&Config{}, nil, nil)
 			require.NoError(t, err)
 			res, err := sb.Execute(ctx, loopCode)
@@ -73,7 +82,7 @@ func TestDylinkCost(t *testing.T) {
 		med(loops["dylink"])/med(loops["base"]))
 	// latency: alternating sandbox by sandbox, so that both see the same machine load
 	for j := 0; j < 300; j++ {
-		for _, name := range []string{"base", "dylink"} {
+		for _, name := range order(j) {
 			start := time.Now()
 			sb, err := rts[name].NewSandbox(&Config{}, nil, nil)
 			require.NoError(t, err)
