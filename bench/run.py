@@ -307,8 +307,35 @@ def w_threads(system, a):
     return res
 
 
+def w_factory(system, a):
+    """(7) A jinja2 SandboxFactory (imports + setup_code, the same for both systems; the details
+    and more rows: bench/factory.py): create_sandbox()+execute(render) p50, the run making its
+    own Environment and template, and rendering the template captured by setup_code."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import _packages
+    sys.path.insert(0, HERE)
+    import factory as fb
+    eryx, limits = load_eryx()
+    tmp = tempfile.mkdtemp(prefix="eryx-bench-factory-")
+    f = eryx.SandboxFactory(packages=[*_packages.wheels("jinja2"), _packages.markupsafe_tgz(tmp)],
+                            imports=["jinja2"], setup_code=fb.SETUP_TEMPLATE)
+    res = {}
+    for key, code in (("render_ms", fb.RENDER), ("captured_ms", fb.RENDER_CAPTURED)):
+        samples = []
+        for i in range(a.warmup + a.runs):
+            t0 = ns()
+            sb = f.create_sandbox(resource_limits=limits)
+            out = sb.execute(code).stdout
+            del sb
+            if i >= a.warmup:
+                samples.append(ns() - t0)
+            assert text_of(out) == fb.RENDERED, out
+        res[key] = summary(samples)
+    return res
+
+
 WORKERS = {"latency": w_latency, "session": w_session, "compute": w_compute, "rss": w_rss,
-           "threads": w_threads}
+           "threads": w_threads, "factory": w_factory}
 
 # (4) runs as `python -I -c FIRST_SANDBOX` so that nothing but `time` is imported before `eryx`;
 # the native baseline is `python -I -c 'print(1)'`. The driver times each process spawn to exit.
@@ -372,6 +399,10 @@ NOTES = [
     ("6", "N threads each looping Sandbox()+execute('print(1)') for {seconds:g} s, in 10 windows per N "
           "that alternate with the other N (so that a drift of the machine's speed does not pass for a "
           "scaling difference); runs/s = all runs / wall. native: a fresh process per run."),
+    ("7", "a SandboxFactory of jinja2 3.1.4 + MarkupSafe (pure) with imports=['jinja2'] and setup_code "
+          "making an Environment and a template; {factory_runs} runs of create_sandbox()+execute() after "
+          "3 warm-ups: the run's own Environment().from_string().render(), then the captured template's "
+          "render(). bench/factory.py has the build, load, size, memory and sympy rows."),
 ]
 
 
@@ -522,6 +553,10 @@ def measure(a, pys, reasons):
     log("(6) threads throughput")
     for s in order():
         R["threads"][s], _ = one("threads", s, ["--seconds", str(a.seconds), "--threads", "1,2"])
+    log("(7) SandboxFactory: jinja2")
+    for s in order():
+        if s != "native":
+            R["factory"][s], _ = one("factory", s, ["--runs", str(a.factory_runs), "--warmup", "3"])
     for k in R:
         R[k] = {s: v for s, v in R[k].items() if v is not None}
     return R, E, [x for x in loads if x is not None]
@@ -568,6 +603,12 @@ def build_rows(R):
         if v.get("1", {}).get("runs_per_s") and v.get("2"):
             scal[s] = v["2"]["runs_per_s"] / v["1"]["runs_per_s"]
     rows.append(("6", "  2-thread / 1-thread", "x", scal, False))
+    rows += [
+        ("7", "jinja2 factory: create_sandbox()+execute(render) p50", "ms",
+         get("factory", ["render_ms", "p50"]), True),
+        ("7", "  rendering a template captured by setup_code, p50", "ms",
+         get("factory", ["captured_ms", "p50"]), True),
+    ]
     return rows
 
 
@@ -611,7 +652,7 @@ def render_table(rows):
 def notes_text(a):
     vals = dict(runs=a.runs, warmup=a.warmup, sruns=a.session_runs, swarmup=a.session_warmup,
                 repeat=a.repeat, passes=a.passes, first_warm=a.first_warm, first_cold=a.first_cold,
-                sessions=a.sessions, seconds=a.seconds)
+                sessions=a.sessions, seconds=a.seconds, factory_runs=getattr(a, "factory_runs", "?"))
     out = [f"({k}) {v.format(**vals)}" for k, v in NOTES]
     out.append("Ratios are goeryx ÷ other: above 1 means goeryx takes longer / uses more, except on "
                "rows marked higher=better (throughput) where above 1 means goeryx is faster. "
@@ -661,6 +702,7 @@ def driver_main():
     a.first_warm, a.first_cold = (1, 1) if a.quick else (5, 3)
     a.sessions = 10 if a.quick else 50
     a.seconds = 1.0 if a.quick else 5.0
+    a.factory_runs = 5 if a.quick else 30
     wanted = set(a.systems.split(","))
 
     t_start = time.perf_counter()
@@ -725,7 +767,8 @@ def driver_main():
               "cpu_share": {"median": share[0], "min": share[1]} if share else None, "versions": versions,
               "limits": {"execution_timeout_ms": TIMEOUT_MS, "max_memory_bytes": MEMORY_BYTES},
               "params": {k: getattr(a, k) for k in ("runs", "warmup", "session_runs", "session_warmup",
-                                                    "repeat", "passes", "first_warm", "first_cold", "sessions", "seconds")},
+                                                    "repeat", "passes", "first_warm", "first_cold", "sessions", "seconds",
+                                                    "factory_runs")},
               "header": header, "results": R, "errors": E, "unavailable": reasons, "warnings": problems,
               "table": [{"id": r[0], "measurement": r[1].strip(), "unit": r[2], "lower_is_better": r[4], **r[3]}
                         for r in rows],

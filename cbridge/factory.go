@@ -36,6 +36,7 @@ type factorySpec struct {
 	SitePackages string   `json:"site_packages"`
 	Packages     []string `json:"packages"`
 	Imports      []string `json:"imports"`
+	SetupCode    string   `json:"setup_code"`
 	Cache        bool     `json:"cache"`
 	Path         string   `json:"path"`
 }
@@ -63,7 +64,7 @@ func goFactoryNew(rtHandle C.longlong, spec *C.char, n C.Py_ssize_t) C.uintptr_t
 			return raise(err)
 		}
 		return registerFactory(rt.NewFactory(goeryx.FactoryOptions{
-			SitePackages: s.SitePackages, Packages: s.Packages, Imports: s.Imports, Cache: s.Cache}))
+			SitePackages: s.SitePackages, Packages: s.Packages, Imports: s.Imports, SetupCode: s.SetupCode, Cache: s.Cache}))
 	})
 }
 

@@ -9,6 +9,7 @@ import "C"
 import (
 	"context"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/goeryx/goeryx/goeryx"
@@ -20,6 +21,9 @@ import (
 // helpers take the GIL for the Python call only, and mu is never held while waiting for it.
 type pyHooks struct {
 	output, callback *C.PyObject
+	// hasCallbacks: the configuration has callbacks (and on_callback is set): runs go off the
+	// calling thread (runOffThread).
+	hasCallbacks bool
 
 	mu       sync.Mutex
 	inFlight int  // Python calls in progress
@@ -130,5 +134,54 @@ func (h *pyHooks) call(index int, argsJSON string, timeoutMS, token int64) callb
 		return callbackReply{err: &goeryx.CallbackFailure{Kind: "timeout", Message: data}}
 	default:
 		return callbackReply{err: &goeryx.CallbackFailure{Kind: "raised", Message: data}}
+	}
+}
+
+// signalPollInterval is how often a caller waiting for a run off its thread lets Python run
+// its signal handlers (as the engine does for a run on the thread: goeryx.SignalWatcher).
+const signalPollInterval = 10 * time.Millisecond
+
+// runOffThread runs one execute of a sandbox or session that has callbacks on a goroutine of
+// its own, and waits for it. The goroutine that called into Go is locked to the caller's thread
+// (cgo): a guest running on it hands its P to another thread each time it waits for a callback
+// and needs an OS thread switch to get it back, twice per callback (14-60 µs on a loaded
+// 2-core machine). An unlocked guest goroutine parks instead, and the callback's goroutine runs
+// on the same thread, calls into Python there and readies the guest again without a switch.
+// The cost is two switches per execute, hence only when the configuration has callbacks.
+//
+// While it waits on Python's main thread (the engine's SignalWatcher sees no watched thread
+// in the run's goroutine), the caller runs the signal handlers every signalPollInterval; one
+// that raises (Ctrl-C) interrupts the run through its context, as the engine would.
+func runOffThread(ctx context.Context, hooks *pyHooks, run func(context.Context) (*goeryx.Result, error)) (*goeryx.Result, error) {
+	if hooks == nil || !hooks.hasCallbacks {
+		return run(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		res *goeryx.Result
+		err error
+	}
+	out := make(chan outcome, 1)
+	go func() {
+		res, err := run(ctx)
+		out <- outcome{res, err}
+	}()
+	var tick <-chan time.Time
+	if C.eryx_signals_watched() != 0 {
+		t := time.NewTicker(signalPollInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case o := <-out:
+			return o.res, o.err
+		case <-tick:
+			if C.eryx_run_signal_handlers() != 0 {
+				cancel() // the run stops cooperatively; call_execute raises the handler's exception
+				tick = nil
+			}
+		}
 	}
 }

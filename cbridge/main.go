@@ -144,6 +144,7 @@ func newInstance(rtHandle C.longlong, config *C.char, size C.Py_ssize_t, vfsHand
 		if err != nil {
 			return 0, err
 		}
+		hooks.hasCallbacks = len(cfg.Callbacks) > 0 && onCallback != nil
 		obj, err := create(rt, cfg, store, hooks)
 		if err != nil {
 			return 0, err
@@ -180,8 +181,11 @@ func goSandboxExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlo
 	if err != nil {
 		return done(raise(err))
 	}
+	src := goString(code, n)
 	return with(h, func(s *goeryx.Sandbox) finish {
-		return returnResult(s.ExecuteWith(ctx, goString(code, n), opts))
+		return returnResult(runOffThread(ctx, hooksOf(h), func(ctx context.Context) (*goeryx.Result, error) {
+			return s.ExecuteWith(ctx, src, opts)
+		}))
 	})
 }
 
@@ -268,8 +272,11 @@ func goSessionExecute(h C.longlong, code *C.char, n C.Py_ssize_t, token C.longlo
 	if err != nil {
 		return done(raise(err))
 	}
+	src := goString(code, n)
 	return with(h, func(s *goeryx.Session) finish {
-		return returnResult(s.ExecuteWith(ctx, goString(code, n), opts))
+		return returnResult(runOffThread(ctx, hooksOf(h), func(ctx context.Context) (*goeryx.Result, error) {
+			return s.ExecuteWith(ctx, src, opts)
+		}))
 	})
 }
 

@@ -48,6 +48,16 @@ func lookup[T any](h C.longlong) (T, error) {
 	return zero, errInvalidHandle
 }
 
+// hooksOf returns the hooks of sandbox or session h (nil if none).
+func hooksOf(h C.longlong) *pyHooks {
+	handles.Lock()
+	defer handles.Unlock()
+	if e := handles.entries[int64(h)]; e != nil {
+		return e.hooks
+	}
+	return nil
+}
+
 // unregister removes h. Only VFS, sandbox, session, factory and cancel-token handles can be freed: the
 // runtime is opened once per process and lives as long as it.
 func unregister(h int64) (*entry, error) {

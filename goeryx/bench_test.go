@@ -2,8 +2,17 @@ package goeryx
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 )
+
+// cpuTime is the process's user+system CPU time (all threads).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func BenchmarkSandboxPrint(b *testing.B) {
 	rt := runtimeForTest(b)
@@ -59,5 +68,54 @@ func BenchmarkNewSandboxPrint(b *testing.B) {
 			b.Fatal(err)
 		}
 		sb.Close()
+	}
+}
+
+// noopHooks' callback returns null at once: the engine's share of a callback round trip.
+type noopHooks struct{ NoHooks }
+
+func (noopHooks) Callback(context.Context, int, string, int64) (string, error) { return "null", nil }
+
+// BenchmarkCallbackRoundTrip: one guest `await noop()` per op (a run of 2000, the run's start
+// amortised), with the default callback timeout. The Python bridge's share is measured by
+// bench/callbacks.py.
+func BenchmarkCallbackRoundTrip(b *testing.B) {
+	rt := runtimeForTest(b)
+	callbackTimeout := int64(10_000)
+	cfg := &Config{Limits: Limits{CallbackTimeoutMS: &callbackTimeout}, Callbacks: []CallbackSpec{{Name: "noop"}}}
+	s, err := rt.NewSession(context.Background(), cfg, nil, noopHooks{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const per = 2000
+	code := "for _ in range(2000):\n    await noop()\n"
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i += per {
+		if _, err := s.Execute(context.Background(), code); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkGuestCoroutineLoop is BenchmarkCallbackRoundTrip's loop over a guest coroutine: the
+// cost of everything but the host round trip.
+func BenchmarkGuestCoroutineLoop(b *testing.B) {
+	rt := runtimeForTest(b)
+	cfg := &Config{Callbacks: []CallbackSpec{{Name: "noop"}}}
+	s, err := rt.NewSession(context.Background(), cfg, nil, noopHooks{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const per = 2000
+	code := "async def gnoop(): pass\nfor _ in range(2000):\n    await gnoop()\n"
+	b.ResetTimer()
+	for i := 0; i < b.N; i += per {
+		if _, err := s.Execute(context.Background(), code); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -40,6 +40,9 @@ type FactoryOptions struct {
 	Packages []string
 	// Imports are imported before the interpreter state is captured.
 	Imports []string
+	// SetupCode runs after the imports, in the user namespace, before the state is captured:
+	// the names it binds are globals of every sandbox (an extension, as pyeryx's setup_code).
+	SetupCode string
 	// Cache shares the captured state between identical factories in the process.
 	Cache bool
 }
@@ -62,7 +65,8 @@ type factoryImage struct {
 	key     string
 	image   []byte
 	pool    *memoryPool
-	pkgDir  string // the private site-packages directory (content-addressed, never written)
+	pkgDir  string         // the private site-packages directory (content-addressed, never written)
+	lease   *factory.Lease // keeps pkgDir from eviction from the packages cache (nil: not ours)
 	imports []string
 	refs    atomic.Int64
 	cached  bool // in factoryCache: released only when the cache entry and all users are gone
@@ -73,6 +77,7 @@ func (fi *factoryImage) acquire() { fi.refs.Add(1) }
 func (fi *factoryImage) release() {
 	if fi.refs.Add(-1) == 0 {
 		fi.pool.close()
+		fi.lease.Release()
 	}
 }
 
@@ -106,6 +111,21 @@ func remember(fi *factoryImage) *factoryImage {
 	fi.acquire()
 	factoryCache.m[fi.key] = fi
 	return fi
+}
+
+// pruning is set while a prunePackages runs: one at a time is enough.
+var pruning atomic.Bool
+
+// prunePackages bounds the packages cache (factory.Prune) in the background: it walks every
+// staged tree for its size, which should not delay the build that just added one.
+func prunePackages(root string) {
+	if !pruning.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer pruning.Store(false)
+		factory.Prune(root, factory.CacheLimitsFromEnv())
+	}()
 }
 
 // packagesRoot is where private site-packages directories are staged.
@@ -176,23 +196,41 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 			return nil, initError("package not found: %s", opts.SitePackages)
 		}
 	}
-	dir, hash, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits, rt.compilePackages)
+	dir, hash, lease, fresh, err := factory.Stage(root, opts.SitePackages, opts.Packages, rt.guest(), factory.DefaultLimits, rt.compilePackages)
 	if err != nil {
 		return nil, factoryError(err)
 	}
 	imports := append([]string{}, opts.Imports...)
-	key := newCacheKey("goeryx factory", rt.imageKey, hash, strings.Join(imports, "\x00")).String()
+	key := newCacheKey("goeryx factory", rt.imageKey, hash, strings.Join(imports, "\x00"), opts.SetupCode).String()
 	if opts.Cache {
 		if fi := cachedImage(key); fi != nil {
+			lease.Release()
 			return &Factory{rt: rt, img: fi}, nil
 		}
 	}
-	image, libs, err := rt.captureFactoryImage(dir, imports)
-	if err != nil {
-		return nil, err
+	// With cache, an image captured by an earlier process from the same inputs is reused.
+	// Only images without extension modules are saved: the loaded side modules (libs) are not
+	// part of the saved image, so a saved image never has any.
+	var image []byte
+	var libs []dylink.Record
+	if opts.Cache {
+		image = factory.LoadImage(root, key)
 	}
-	fi, err := newFactoryImage(key, image, dir, imports, libs)
+	if image == nil {
+		if image, libs, err = rt.captureFactoryImage(dir, imports, opts.SetupCode); err != nil {
+			lease.Release()
+			return nil, err
+		}
+		if opts.Cache && len(libs) == 0 && factory.SaveImage(root, key, image) == nil {
+			fresh = true
+		}
+	}
+	if fresh {
+		prunePackages(root)
+	}
+	fi, err := newFactoryImage(key, image, dir, lease, imports, libs)
 	if err != nil {
+		lease.Release()
 		return nil, err
 	}
 	if opts.Cache {
@@ -201,23 +239,24 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 	return &Factory{rt: rt, img: fi}, nil
 }
 
-func newFactoryImage(key string, image []byte, dir string, imports []string, libs []dylink.Record) (*factoryImage, error) {
+func newFactoryImage(key string, image []byte, dir string, lease *factory.Lease, imports []string, libs []dylink.Record) (*factoryImage, error) {
 	pool, err := newMemoryPool(image)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}
 	pool.libs = libs
-	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, imports: imports}
+	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, lease: lease, imports: imports}
 	fi.refs.Store(1)
 	return fi, nil
 }
 
 // packagesResponse is the driver's answer to prepare_packages and compile_packages.
 type packagesResponse struct {
-	OK      bool   `json:"ok"`
-	Module  string `json:"module"`
-	Error   string `json:"error"`
-	Message string `json:"driver_error"`
+	OK         bool   `json:"ok"`
+	Module     string `json:"module"`
+	Error      string `json:"error"`
+	SetupError string `json:"setup_error"`
+	Message    string `json:"driver_error"`
 }
 
 // withPackages starts an interpreter from the runtime's image with dir mounted at
@@ -257,6 +296,8 @@ func (rt *Runtime) withPackages(dir string, writable bool, header map[string]any
 	switch {
 	case resp.Error != "":
 		return initError("pre-import of '%s' failed: %s", resp.Module, resp.Error)
+	case resp.SetupError != "":
+		return initError("setup_code failed: %s", resp.SetupError)
 	case !resp.OK:
 		return initError("cannot build factory: guest driver error: %s%s", resp.Message, suffixOf(stderr))
 	}
@@ -273,15 +314,18 @@ func (rt *Runtime) compilePackages(dir string) error {
 
 // captureFactoryImage starts an interpreter from the runtime's image with dir at
 // /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
-// and returns a copy of its memory.
-func (rt *Runtime) captureFactoryImage(dir string, imports []string) ([]byte, []dylink.Record, error) {
+// and run setupCode, and returns a copy of its memory and the extension modules loaded.
+func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode string) ([]byte, []dylink.Record, error) {
 	what := "the pre-imports"
 	if len(imports) > 0 {
 		what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
 	}
+	if setupCode != "" {
+		what += " and setup_code"
+	}
 	var image []byte
 	var libs []dylink.Record
-	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports},
+	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports, "setup_code": setupCode},
 		what, func(inst *instance) error {
 			mem := inst.mod.Memory()
 			img, ok := mem.Read(0, mem.Size())
@@ -382,23 +426,30 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 		return nil, initError("failed to load factory from %s: %v", label, err)
 	}
 	var dir string
+	var lease *factory.Lease
 	if sitePackages == "" {
 		root, err := rt.packagesRoot()
 		if err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
 		}
-		if dir, err = factory.ExtractFiles(root, files, h.FilesKey(), label, rt.guest(), factory.DefaultLimits); err != nil {
+		var fresh bool
+		if dir, lease, fresh, err = factory.ExtractFiles(root, files, h.FilesKey(), label, rt.guest(), factory.DefaultLimits); err != nil {
 			return nil, initError("failed to load factory from %s: %v", label, err)
+		}
+		if fresh {
+			prunePackages(root)
 		}
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
 		return nil, err
 	}
 	libs, err := factoryLibraries(h.Libraries, dir)
 	if err != nil {
+		lease.Release()
 		return nil, initError("failed to load factory from %s: %v", label, err)
 	}
-	fi, err := newFactoryImage(key, image, dir, h.Imports, libs)
+	fi, err := newFactoryImage(key, image, dir, lease, h.Imports, libs)
 	if err != nil {
+		lease.Release()
 		return nil, err
 	}
 	if cache && key != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/goeryx/goeryx/goeryx/internal/dylink"
+	"github.com/goeryx/goeryx/goeryx/internal/guard"
 )
 
 const wasmPageSize = 64 << 10
@@ -30,10 +31,18 @@ const (
 // its first len(image) bytes hold the image and the rest is zero; on Linux the image is mapped
 // copy-on-write from a memfd, so nothing is copied and returning the buffer to the pool only
 // discards the pages the guest wrote (docs/RATIONALE.md).
+//
+// In a guarded pool (guard.Available) the mapping is a guard.Reservation whose bytes beyond the
+// current size are PROT_NONE: wazero's code then accesses the memory without bounds checks and
+// an access beyond it faults into the guard's handler, which makes it the out-of-bounds trap
+// (RATIONALE.md, "Why guest memory has guard regions instead of bounds checks").
 type linearMemory struct {
 	pool     *memoryPool
 	reserved []byte // the whole mapping
 	limit    uint64 // cap in bytes, a multiple of the page size
+	guarded  bool
+	guard    guard.Registration
+	prot     uint64 // guarded: reserved[:prot] is accessible, the rest PROT_NONE
 	size     atomic.Uint64
 	high     uint64 // the largest size ever handed out: what a reset must clean
 	// use is the accounting of the instance the memory serves (nil while pooled). It belongs
@@ -57,6 +66,20 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		}
 		return nil
 	}
+	if m.guarded && size != m.prot {
+		// Growth opens pages, a smaller start (a pooled memory handed to a new instance)
+		// closes them again: nothing beyond size may be accessible to unchecked code.
+		var err error
+		if size > m.prot {
+			err = protect(m.reserved[m.prot:size], true)
+		} else {
+			err = protect(m.reserved[size:m.prot], false)
+		}
+		if err != nil {
+			return nil
+		}
+		m.prot = size
+	}
 	m.size.Store(size)
 	if size > m.high {
 		m.high = size
@@ -65,6 +88,24 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		use.grew(size)
 	}
 	return m.reserved[:size:size]
+}
+
+// GuardReservation implements wazero's experimental.GuardedLinearMemory (patched wazero): the
+// size of the reservation, 0 when the memory is not guarded.
+func (m *linearMemory) GuardReservation() uint64 {
+	if !m.guarded {
+		return 0
+	}
+	return uint64(len(m.reserved))
+}
+
+// GuardSlot implements experimental.GuardedLinearMemory: where wazero publishes the execution
+// context that the guard's handler exits through.
+func (m *linearMemory) GuardSlot() *uintptr {
+	if !m.guarded {
+		return nil
+	}
+	return m.guard.Slot()
 }
 
 // memoryUse is what one instance's runs observed of its memory.
@@ -104,19 +145,21 @@ func (u *memoryUse) beginRun(m *linearMemory) {
 type memoryPool struct {
 	image   []byte
 	backing imageBacking
+	guarded bool // memories are guard reservations (guard.Available when the pool was made)
 	// libs are the side modules loaded when the image was taken (goeryx/dylink.go).
 	libs []dylink.Record
 
 	mu       sync.Mutex
-	idle     map[uint64][]*linearMemory // by reservation size, oldest first
+	idle     map[uint64][]*linearMemory // by mapping size, oldest first
 	closed   bool                       // memories released after close are unmapped
 	sweeping bool                       // a sweep is scheduled
 }
 
 // imageBacking is the platform's way of presenting the image in a fresh mapping.
 type imageBacking interface {
-	// mapMemory reserves limit bytes whose prefix holds the image.
-	mapMemory(limit uint64) ([]byte, error)
+	// mapMemory reserves size bytes whose prefix holds the image, accessible or (guarded)
+	// PROT_NONE.
+	mapMemory(size uint64, guarded bool) ([]byte, error)
 	// reset makes buf[:used] hold the image again (and zeros after it).
 	reset(buf []byte, used uint64) error
 	unmap(buf []byte)
@@ -131,7 +174,7 @@ func newMemoryPool(image []byte) (*memoryPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &memoryPool{image: image, backing: b, idle: map[uint64][]*linearMemory{}}, nil
+	return &memoryPool{image: image, backing: b, guarded: guard.Available(), idle: map[uint64][]*linearMemory{}}, nil
 }
 
 // reservation rounds a cap (0: none) to the size of the mapping that serves it.
@@ -145,20 +188,42 @@ func reservation(limit uint64) uint64 {
 // get returns a memory whose cap is limit (0: the wasm32 maximum).
 func (p *memoryPool) get(limit uint64) (*linearMemory, error) {
 	r := reservation(limit)
+	size := r
+	if p.guarded {
+		size = guard.Reservation // any cap: Reallocate enforces it
+	}
 	p.mu.Lock()
-	if list := p.idle[r]; len(list) > 0 {
+	if list := p.idle[size]; len(list) > 0 {
 		m := list[len(list)-1]
-		p.idle[r] = list[:len(list)-1]
+		p.idle[size] = list[:len(list)-1]
 		p.mu.Unlock()
 		m.freed = false
+		m.limit = r
 		return m, nil
 	}
 	p.mu.Unlock()
-	buf, err := p.backing.mapMemory(r)
+	buf, err := p.backing.mapMemory(size, p.guarded)
 	if err != nil {
 		return nil, err
 	}
-	return &linearMemory{pool: p, reserved: buf, limit: r}, nil
+	m := &linearMemory{pool: p, reserved: buf, limit: r}
+	if p.guarded {
+		if m.guard, err = guard.Register(buf); err != nil {
+			p.backing.unmap(buf)
+			return nil, err
+		}
+		m.guarded = true
+	}
+	return m, nil
+}
+
+// unmap releases m's mapping (forgetting it in the guard's table first).
+func (p *memoryPool) unmap(m *linearMemory) {
+	if m.guarded {
+		m.guard.Unregister()
+	}
+	p.backing.unmap(m.reserved)
+	m.reserved = nil
 }
 
 // put resets m to the image and keeps it for reuse, or unmaps it.
@@ -166,9 +231,10 @@ func (p *memoryPool) put(m *linearMemory) {
 	if err := p.backing.reset(m.reserved, m.high); err == nil {
 		m.size.Store(0)
 		p.mu.Lock()
-		if !p.closed && len(p.idle[m.limit]) < maxIdleMemories {
+		size := uint64(len(m.reserved))
+		if !p.closed && len(p.idle[size]) < maxIdleMemories {
 			m.idle = time.Now()
-			p.idle[m.limit] = append(p.idle[m.limit], m)
+			p.idle[size] = append(p.idle[size], m)
 			if !p.sweeping {
 				p.sweeping = true
 				time.AfterFunc(idleRelease, p.sweep)
@@ -178,8 +244,7 @@ func (p *memoryPool) put(m *linearMemory) {
 		}
 		p.mu.Unlock()
 	}
-	p.backing.unmap(m.reserved)
-	m.reserved = nil
+	p.unmap(m)
 }
 
 // sweep unmaps the memories idle for idleRelease, so a process that stops making
@@ -197,8 +262,7 @@ func (p *memoryPool) sweep() {
 		keep := list[:0]
 		for _, m := range list {
 			if m.idle.Before(cutoff) {
-				p.backing.unmap(m.reserved)
-				m.reserved = nil
+				p.unmap(m)
 			} else {
 				keep = append(keep, m)
 			}
@@ -223,8 +287,7 @@ func (p *memoryPool) close() {
 	p.closed = true
 	for _, list := range p.idle {
 		for _, m := range list {
-			p.backing.unmap(m.reserved)
-			m.reserved = nil
+			p.unmap(m)
 		}
 	}
 	p.idle = nil

@@ -67,15 +67,18 @@ func newImageBacking(image []byte) (imageBacking, error) {
 
 func (b *memfdBacking) preloaded() bool { return b.fd >= 0 }
 
-func (b *memfdBacking) mapMemory(limit uint64) ([]byte, error) {
-	buf, err := unix.Mmap(-1, 0, int(limit), unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+func (b *memfdBacking) mapMemory(size uint64, guarded bool) ([]byte, error) {
+	prot := unix.PROT_READ | unix.PROT_WRITE
+	if guarded {
+		prot = unix.PROT_NONE // linearMemory.Reallocate opens what the instance may use
+	}
+	buf, err := unix.Mmap(-1, 0, int(size), prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, err
 	}
-	if b.fd >= 0 && b.imgSize <= limit {
+	if b.fd >= 0 && b.imgSize <= size {
 		if _, err := unix.MmapPtr(b.fd, 0, unsafe.Pointer(&buf[0]), uintptr(b.imgSize),
-			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED); err != nil {
+			prot, unix.MAP_PRIVATE|unix.MAP_FIXED); err != nil {
 			_ = unix.Munmap(buf)
 			return nil, err
 		}
@@ -170,4 +173,16 @@ func (b *memfdBacking) close() {
 		_ = b.pagemap.Close()
 		b.pagemap = nil
 	}
+}
+
+// protect makes buf accessible (read and write) or not (a guard region).
+func protect(buf []byte, accessible bool) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	prot := unix.PROT_NONE
+	if accessible {
+		prot = unix.PROT_READ | unix.PROT_WRITE
+	}
+	return unix.Mprotect(buf, prot)
 }

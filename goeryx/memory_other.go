@@ -2,7 +2,10 @@
 
 package goeryx
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // copyBacking maps anonymous memory and copies the image into it (no copy-on-write images
 // outside Linux yet).
@@ -12,7 +15,7 @@ func newImageBacking(image []byte) (imageBacking, error) { return &copyBacking{i
 
 func (b *copyBacking) preloaded() bool { return len(b.image) > 0 }
 
-func (b *copyBacking) mapMemory(limit uint64) ([]byte, error) {
+func (b *copyBacking) mapMemory(limit uint64, _ bool) ([]byte, error) {
 	buf, err := syscall.Mmap(-1, 0, int(limit), syscall.PROT_READ|syscall.PROT_WRITE,
 		syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
@@ -35,3 +38,6 @@ func (b *copyBacking) reset(buf []byte, used uint64) error {
 func (b *copyBacking) unmap(buf []byte) { _ = syscall.Munmap(buf) }
 
 func (b *copyBacking) close() {}
+
+// protect is never called here: there is no memory guard outside Linux.
+func protect([]byte, bool) error { return errors.New("no memory guard on this platform") }

@@ -78,7 +78,8 @@ func wazeroCacheSubdir() string {
 
 // wazeroCacheEntry is the name of the file under wazeroCacheSubdir that holds the code wazero
 // compiles for wasm in goeryx's configuration (no function listeners, no ensureTermination):
-// the hex of SHA-256(module ID, "WAZEVO", CPU features as 8 little-endian bytes), where the
+// the hex of SHA-256(module ID, "WAZEVO"[, "memory-guard" when the memory guard is on], CPU
+// features as 8 little-endian bytes), where the
 // module ID is SHA-256(wasm, 0) (internal/wasm/module.go, AssignModuleID; wazevo's
 // fileCacheKey). TestWazeroCacheEntryName checks this against wazero.
 func wazeroCacheEntry(wasm []byte) string {
@@ -89,6 +90,9 @@ func wazeroCacheEntry(wasm []byte) string {
 	h = sha256.New()
 	h.Write(id)
 	h.Write([]byte("WAZEVO"))
+	if memoryGuardOn() { // code without bounds checks (the wazero patch's fileCacheKey)
+		h.Write([]byte("memory-guard"))
+	}
 	h.Write(binary.LittleEndian.AppendUint64(nil, wazeroCPUFeatures))
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -99,7 +103,7 @@ func wazeroCacheEntry(wasm []byte) string {
 // wheel's precompiled directory carries the file.
 func codeEntry(cache *diskCache, modKey cacheKey, wasm []byte, s *startupInfo) string {
 	key := newCacheKey("goeryx wazero entry", modKey.String(), wazeroOwnVersion(), runtime.GOARCH,
-		fmt.Sprint(wazeroCPUFeatures))
+		fmt.Sprint(wazeroCPUFeatures), fmt.Sprint(memoryGuardOn()))
 	if name := s.loadCached(cache, kindCode, key); name != nil {
 		return string(name)
 	}

@@ -2,6 +2,7 @@ package goeryx
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goeryx/goeryx/goeryx/internal/guard"
 	gnet "github.com/goeryx/goeryx/goeryx/internal/net"
 )
 
@@ -164,6 +166,9 @@ func (inst *instance) beginRun(ctx context.Context, l *runLimits) *runState {
 		r.signals = w.WatchSignals() // on the calling goroutine: the host may look at its thread
 	}
 	inst.memUse.beginRun(inst.mem)
+	// A SIGSEGV handler installed since the last run (faulthandler.enable()) would see the
+	// guest's out-of-bounds faults first: go back in front of it.
+	guard.EnsureFront()
 	inst.beginFuel(r, l.maxFuel)
 	inst.run.Store(r)
 	if inst.cancelled.Load() {
@@ -293,7 +298,7 @@ func (inst *instance) tick() {
 
 // ---- callbacks ----------------------------------------------------------------------------
 
-func (inst *instance) startCallback(name string, args []byte) (map[string]any, error) {
+func (inst *instance) startCallback(name string, args []byte) (any, error) {
 	r := inst.run.Load()
 	if r == nil {
 		return map[string]any{"error": guestError{"CallbackError", "callbacks are only available during a run"}}, nil
@@ -363,9 +368,22 @@ func (inst *instance) startCallback(name string, args []byte) (map[string]any, e
 		if c.err != nil {
 			return map[string]any{"id": id, "error": c.err}, nil
 		}
-		return map[string]any{"id": id, "result": c.result}, nil
+		return callbackDoneFrame(c.result), nil
 	}
 	return map[string]any{"id": id}, nil
+}
+
+// callbackDoneHeader is the header of OP_CALLBACK_START's response for a callback that
+// completed at once; the result's JSON is the payload. A constant header lets the driver skip
+// decoding it: this is the response to nearly every callback.
+const callbackDoneHeader = `{"done":true}`
+
+func callbackDoneFrame(result []byte) encodedFrame {
+	out := make([]byte, 4+len(callbackDoneHeader)+len(result))
+	binary.LittleEndian.PutUint32(out, uint32(len(callbackDoneHeader)))
+	copy(out[4:], callbackDoneHeader)
+	copy(out[4+len(callbackDoneHeader):], result)
+	return out
 }
 
 // Bounds on host callbacks whose host function is still running. A sync host function runs on

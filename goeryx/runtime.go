@@ -418,6 +418,7 @@ func newWazero(ctx context.Context, cacheDir string) (wazero.Runtime, error) {
 		}
 	}
 	wz := wazero.NewRuntimeWithConfig(ctx, cfg)
+	enableMemoryGuard(wz)
 	if err := instantiateWASI(ctx, wz); err != nil {
 		wz.Close(ctx)
 		return nil, initError("cannot instantiate WASI: %v", err)

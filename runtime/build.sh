@@ -511,7 +511,7 @@ m = {
 json.dump(m, open(f"{at}/manifest.json.tmp", "w"), indent=2, sort_keys=True)
 EOF
 mv "$AT/manifest.json.tmp" "$AT/manifest.json"
-rm -f "$AT/LICENSE.txt" "$AT/eryx_runtime.o"
+rm -f "$AT/LICENSE.txt" "$AT/eryx_runtime.o" "$AT/eryx_scrypt.o"
 mkdir -p "$CACHE/logs"; mv "$AT/link.log" "$CACHE/logs/link-$RECIPE.log"
 chmod 755 "$AT"
 mv -T "$AT" "$OUT"

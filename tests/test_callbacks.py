@@ -112,6 +112,45 @@ def test_sync_and_async_callbacks():
         assert r.callback_invocations == 3
 
 
+def test_arguments_and_results_cross_as_json_dumps_would_encode_them():
+    seen = []
+
+    def echo(**kw):
+        seen.append(kw)
+        return kw
+
+    with _sb({"name": "echo", "fn": echo}) as sb:
+        r = run(sb, """
+            out = []
+            for bad in (float("nan"), {1j: 1}, object()):
+                try:
+                    await echo(x=bad)
+                except TypeError as e:
+                    out.append(str(e))
+            loop = []
+            loop.append(loop)
+            try:
+                await echo(x=loop)
+            except TypeError as e:
+                out.append(str(e))
+            shared = {"k": "v"}  # twice, not circular: fine after the failures above
+            out.append(await echo(a=[shared, shared], b="é\u2028", c=(1, 2.5, None, True), d={2: 3}))
+            out.append(await echo())
+            out.append(echo.sync(z=1))
+            result = out
+        """)
+    assert r.result == [
+        "callback 'echo' arguments are not JSON-serializable: Out of range float values are not JSON compliant: nan",
+        "callback 'echo' arguments are not JSON-serializable: keys must be str, int, float, bool or None, not complex",
+        "callback 'echo' arguments are not JSON-serializable: Object of type object is not JSON serializable",
+        "callback 'echo' arguments are not JSON-serializable: Circular reference detected",
+        {"a": [{"k": "v"}, {"k": "v"}], "b": "é\u2028", "c": [1, 2.5, None, True], "d": {"2": 3}},
+        {},
+        {"z": 1},
+    ]
+    assert seen[-3:] == [r.result[4], {}, {"z": 1}]
+
+
 def test_positional_arguments_follow_declared_order():
     seen = []
 

@@ -21,11 +21,20 @@ def _child(script: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize("kind", ["Session", "Sandbox"])
-def test_sigint_interrupts_a_run(kind):
+# With callbacks the run goes on an engine thread (cbridge runOffThread) and the waiting main
+# thread runs the signal handlers; the loop then also makes callbacks (sync and blocking).
+@pytest.mark.parametrize("kind, code", [
+    ("Session", "while True: pass"),
+    ("Sandbox", "while True: pass"),
+    ("Session", "while True:\n    await noop()\n    noop.sync()"),
+    ("Sandbox", "import time\nwhile True:\n    time.sleep(0.01)\n    await noop()"),
+], ids=["Session", "Sandbox", "Session-callbacks", "Sandbox-callbacks"])
+def test_sigint_interrupts_a_run(kind, code, request):
+    callbacks = "[{'name': 'noop', 'fn': lambda: None}]" if "callbacks" in request.node.name else "None"
     out = _child(f"""
         import os, signal, threading, time, eryx
-        box = eryx.{kind}()
+        box = eryx.{kind}(callbacks={callbacks},
+                          resource_limits=eryx.ResourceLimits(max_callback_invocations=None))
         if {kind!r} == 'Session':
             box.execute('x = 41')
         sent = []
@@ -34,7 +43,7 @@ def test_sigint_interrupts_a_run(kind):
             os.kill(os.getpid(), signal.SIGINT)
         threading.Timer(0.5, interrupt).start()
         try:
-            box.execute('while True: pass')
+            box.execute({code!r})
             print('returned')
         except KeyboardInterrupt:
             print('interrupted after %.3f s' % (time.monotonic() - sent[0]))

@@ -8,10 +8,12 @@ from ever being collected.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import itertools
 import json
 import math
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,6 @@ from ._callbacks import CallbackDef
 
 if TYPE_CHECKING:
     import asyncio
-    import concurrent.futures
     import logging
 
 # asyncio is imported on first use of an async callback: it is slow to import.
@@ -73,8 +74,13 @@ def _to_json_value(value: object, active: set[int]) -> Any:
     raise _NotJSON(type(value).__name__)
 
 
+_OK_NULL = ("ok", "null")
+
+
 def encode_result(value: object) -> tuple[str, str]:
     """``("ok", json)`` or ``("not_json", type name)`` for a callback's return value."""
+    if value is None:  # the most common result: no walk, no encoder
+        return _OK_NULL
     try:
         return ("ok", json.dumps(_to_json_value(value, set()), ensure_ascii=True))
     except _NotJSON as exc:
@@ -94,6 +100,66 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+class _Pending:
+    """An async callback scheduled on an event loop from another thread. ``wait`` blocks on a
+    plain lock that the task's completion releases: concurrent.futures (run_coroutine_threadsafe
+    and wait) costs several times a no-op call in futures, waiters and condition variables."""
+
+    __slots__ = ("_loop", "_coro", "_done", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
+        self._loop, self._coro = loop, coro
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._task: asyncio.Task[Any] | None = None
+
+    def schedule(self) -> None:
+        """Queues the start on the loop; RuntimeError if the loop is closed."""
+        self._loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:  # on the loop
+        import asyncio
+
+        if sys.version_info >= (3, 12):
+            # The first step runs now rather than in the next loop iteration: a callback that
+            # does not wait finishes here.
+            task = asyncio.Task(self._coro, loop=self._loop, eager_start=True)
+        else:
+            task = self._loop.create_task(self._coro)
+        self._task = task
+        if task.done():
+            self._done.release()
+        else:
+            task.add_done_callback(lambda _: self._done.release())
+
+    def wait(self, timeout: float | None) -> bool:
+        """Whether the task finished within ``timeout`` seconds (None: no limit)."""
+        return self._done.acquire(timeout=-1 if timeout is None else min(timeout, _thread.TIMEOUT_MAX))
+
+    def cancel(self) -> None:
+        """Cancels the task (after a timeout); never blocks."""
+
+        def cancel() -> None:
+            if self._task is not None:
+                self._task.cancel()
+
+        try:
+            self._loop.call_soon_threadsafe(cancel)  # queued after _start
+        except RuntimeError:  # the loop is closed: its tasks were cancelled
+            pass
+
+    def result(self) -> Any:
+        """The finished task's value; raises its exception, or _Cancelled."""
+        task = self._task
+        if task is None or task.cancelled():
+            raise _Cancelled
+        return task.result()
+
+
+class _Cancelled(Exception):
+    pass
+
+
 class _LoopThread:
     """A private event loop on its own daemon thread, started on first use."""
 
@@ -104,7 +170,7 @@ class _LoopThread:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> _Pending:
         with self._lock:
             if self._closed:
                 coro.close()
@@ -118,7 +184,9 @@ class _LoopThread:
                 )
                 self._thread.start()
             # Submitted under the lock, so it is queued before a stop() and cancelled by it.
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+            pending = _Pending(self._loop, coro)
+            pending.schedule()
+            return pending
 
     def is_current(self) -> bool:
         thread = self._thread
@@ -220,7 +288,7 @@ class Hooks:
         finally:
             _ACTIVE.reset(token)
 
-    def _submit(self, coro: Coroutine[Any, Any, Any], run_token: int) -> concurrent.futures.Future[Any]:
+    def _submit(self, coro: Coroutine[Any, Any, Any], run_token: int) -> _Pending:
         """Schedule an async callback: on the event loop of the execute_async call that made
         it (the caller's loop is free: it awaits the run), else on the private loop."""
         loop = self._caller_loops.get(run_token) if run_token else None
@@ -233,10 +301,12 @@ class Hooks:
                 _ACTIVE.set(_ACTIVE.get() | {key})
                 return await coro
 
+            pending = _Pending(loop, marked())
             try:
-                return asyncio.run_coroutine_threadsafe(marked(), loop)
+                pending.schedule()
+                return pending
             except RuntimeError:  # the loop closed meanwhile
-                pass
+                pending._coro.close()
         return self._loop.submit(coro)
 
     def _call(self, index: int, args_json: str, timeout_ms: int, run_token: int) -> tuple[str, str]:
@@ -244,26 +314,23 @@ class Hooks:
             return ("raised", f"RuntimeError: no callback with index {index}")
         callback = self._callbacks[index]
         try:
-            kwargs = json.loads(args_json)
+            kwargs = {} if args_json == "{}" else json.loads(args_json)
         except ValueError as exc:
             return ("raised", f"ValueError: invalid callback arguments: {exc}")
         if not isinstance(kwargs, dict):
             return ("raised", "TypeError: callback arguments must be a JSON object")
         try:
             value = callback.fn(**kwargs)
-            if isinstance(value, Awaitable):
+            if value is not None and isinstance(value, Awaitable):
                 coro = value if isinstance(value, Coroutine) else _await(value)
-                future = self._submit(coro, run_token)
-                timeout = timeout_ms / 1000 if timeout_ms > 0 else None
-                import concurrent.futures
-
-                done, _ = concurrent.futures.wait([future], timeout=timeout)
-                if not done:
-                    future.cancel()
+                pending = self._submit(coro, run_token)
+                if not pending.wait(timeout_ms / 1000 if timeout_ms > 0 else None):
+                    pending.cancel()
                     return ("timeout", "")
-                if future.cancelled():
+                try:
+                    value = pending.result()
+                except _Cancelled:
                     return ("raised", "CancelledError: the callback was cancelled")
-                value = future.result()
         except BaseException as exc:
             _logger().debug("callback %r raised", callback.name, exc_info=True)
             return ("raised", describe_exception(exc))

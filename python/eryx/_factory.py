@@ -13,7 +13,7 @@ from ._runner import created_from
 from ._runtime import call, require_native, runtime
 from ._sandbox import Sandbox
 from ._session import Session
-from ._validate import check_bool, check_bytes_like, check_path, type_name
+from ._validate import check_bool, check_bytes_like, check_code, check_path, type_name
 
 __all__ = ["SandboxFactory"]
 
@@ -33,6 +33,15 @@ def _check_imports(imports: object) -> list[str]:
             raise ValueError(f"invalid module name in imports: {name!r}")
         result.append(str.__str__(name))
     return result
+
+
+def _check_setup_code(code: object) -> str:
+    if not isinstance(code, str):
+        raise TypeError(f"setup_code must be str or None, not {type_name(code)}")
+    try:
+        return check_code(code)
+    except ValueError as exc:
+        raise ValueError(f"setup_{exc}") from None
 
 
 def _check_packages(packages: object) -> list[str]:
@@ -65,13 +74,21 @@ class SandboxFactory:
             archives (extracted as is, no build step) or directories (one with
             ``__init__.py`` is a package, any other a site-packages tree).
         imports: Dotted module names to pre-import.
-        cache: Share the captured state between identical factories in this process.
+        setup_code: Python code run once after the imports, in the user namespace, before
+            the state is captured (an extension, as pyeryx's ``setup_code``). The globals it
+            binds are in every sandbox and session from the factory: build objects there
+            that every sandbox would otherwise build again, such as a ``jinja2.Environment``
+            (its lexer) or compiled templates. ``Session.clear_state()`` binds them again;
+            ``reset()`` also restores their state. Its output is discarded.
+        cache: Share the captured state between identical factories: in this process, and
+            through the goeryx cache directory with later processes (which then skip the
+            imports and ``setup_code``).
 
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: A path contains NUL or a module name is not a dotted identifier.
         InitializationError: A package is missing, unsafe or for another platform, or a
-            pre-import failed (API.md §10).
+            pre-import or ``setup_code`` failed (API.md §10).
     """
 
     _handle: Handle | None = None
@@ -82,13 +99,16 @@ class SandboxFactory:
         site_packages: str | os.PathLike[str] | None = None,
         packages: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...] | None = None,
         imports: list[str] | tuple[str, ...] | None = None,
+        setup_code: str | None = None,
         cache: bool = False,
     ) -> None:
         site = _check_site_packages(site_packages)
         pkgs = _check_packages(packages)
         mods = _check_imports(imports)
+        setup = "" if setup_code is None else _check_setup_code(setup_code)
         use_cache = bool(check_bool("cache", cache))
-        spec = {"site_packages": site or "", "packages": pkgs, "imports": mods, "cache": use_cache}
+        spec = {"site_packages": site or "", "packages": pkgs, "imports": mods,
+                "setup_code": setup, "cache": use_cache}
         require_native()
         from . import _eryx
 
@@ -122,7 +142,7 @@ class SandboxFactory:
             path: The file written by ``save``.
             site_packages: A directory mounted read-only, as is, instead of the saved
                 package files.
-            cache: As for the constructor.
+            cache: Share the loaded state with identical files loaded in this process.
 
         Raises:
             InitializationError: The file is missing, unreadable, not a goeryx factory file,
@@ -151,7 +171,7 @@ class SandboxFactory:
             data: Bytes-like output of ``to_bytes``.
             site_packages: A directory mounted read-only, as is, instead of the saved
                 package files.
-            cache: As for the constructor.
+            cache: Share the loaded state with identical files loaded in this process.
 
         Raises:
             InitializationError: As for ``load``.

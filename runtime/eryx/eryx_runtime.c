@@ -205,12 +205,18 @@ new_host_module(void)
         }                                           \
     } while (0)
 
+PyMODINIT_FUNC PyInit__eryx_scrypt(void); /* eryx_scrypt.c: hashlib.scrypt */
+
 ERYX_EXPORT(ERYX_EXPORT_INIT)
 int32_t
 eryx_init(void)
 {
     if (Py_IsInitialized()) {
         write_fd2("eryx_init: the interpreter is already initialised\n");
+        return 1;
+    }
+    /* Built-in modules of the runtime's own (before Py_Initialize). */
+    if (PyImport_AppendInittab("_eryx_scrypt", PyInit__eryx_scrypt) < 0) {
         return 1;
     }
     /* C-level stdio unbuffered too: every write reaches fd 1/2 at once. */

@@ -14,6 +14,10 @@ ERYX_CORE_LDFLAGS = $(filter-out -Wl$(comma)--initial-memory=%,$(PY_CORE_LDFLAGS
 $(ERYX_OUT)/eryx_runtime.o: $(ERYX_SRC)/eryx_runtime.c $(ERYX_ABI)/eryx_abi.h $(PYTHON_HEADERS)
 	$(CC) -c $(PY_CORE_CFLAGS) $(ERYX_CFLAGS) -I$(ERYX_ABI) -o $@ $(ERYX_SRC)/eryx_runtime.c
 
+# hashlib.scrypt (the guest has no OpenSSL): a built-in module registered by eryx_runtime.c.
+$(ERYX_OUT)/eryx_scrypt.o: $(ERYX_SRC)/eryx_scrypt.c $(PYTHON_HEADERS)
+	$(CC) -c $(PY_CORE_CFLAGS) -o $@ $(ERYX_SRC)/eryx_scrypt.c
+
 # Side modules (extension modules, goeryx/internal/dylink) bind to python.wasm's exports, as
 # in the tool-conventions DynamicLinking ABI but without making the main module PIC (Debian's
 # wasi-libc is not built PIC): the memory, the function table (growable, for the side modules'
@@ -24,11 +28,11 @@ $(ERYX_OUT)/eryx_runtime.o: $(ERYX_SRC)/eryx_runtime.c $(ERYX_ABI)/eryx_abi.h $(
 # --gc-sections) and exported by name in the second link, which adds no code.
 ERYX_LINK = $(LINKCC) $(ERYX_CORE_LDFLAGS) $(LINKFORSHARED) -mexec-model=reactor \
 	    -Wl,--max-memory=$(ERYX_MAX_MEMORY) -Wl,--strip-debug
-ERYX_LINK_INPUTS = $(ERYX_OUT)/eryx_runtime.o $(LINK_PYTHON_OBJS) $(LIBS) $(MODLIBS) $(SYSLIBS)
+ERYX_LINK_INPUTS = $(ERYX_OUT)/eryx_runtime.o $(ERYX_OUT)/eryx_scrypt.o $(LINK_PYTHON_OBJS) $(LIBS) $(MODLIBS) $(SYSLIBS)
 ERYX_DYLINK_LDFLAGS = -Wl,--export-dynamic -Wl,--export-table -Wl,--growable-table -Wl,--export=__stack_pointer
 ERYX_LIBC_ARCHIVES = libc|libdl|libclang_rt[^/]*|libwasi-emulated[^/]*
 
-$(ERYX_OUT)/python.wasm: $(ERYX_OUT)/eryx_runtime.o $(LINK_PYTHON_DEPS)
+$(ERYX_OUT)/python.wasm: $(ERYX_OUT)/eryx_runtime.o $(ERYX_OUT)/eryx_scrypt.o $(LINK_PYTHON_DEPS)
 ifeq ($(ERYX_DYLINK),yes)
 	$(ERYX_LINK) $(ERYX_DYLINK_LDFLAGS) -Wl,-Map=$(ERYX_OUT)/python.map -o $@.pre $(ERYX_LINK_INPUTS)
 	llvm-nm --defined-only --extern-only -j "$$($(CC) -print-file-name=libc.a)" \

@@ -549,9 +549,29 @@ def _callback_exception(err):
     return CallbackError(message)
 
 
+def _json_default(o):
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+from _json import encode_basestring_ascii as _encode_basestring_ascii  # noqa: E402
+from _json import make_encoder as _make_encoder  # noqa: E402
+
+
+def _new_args_encoder():
+    """json.dumps(value, allow_nan=False) as the C encoder that JSONEncoder.encode builds at
+    every call (building it costs more than encoding small arguments). Its circular-reference
+    markers are not cleaned up when an encoding fails: a failure gets a new one."""
+    return _make_encoder({}, _json_default, _encode_basestring_ascii, None, ": ", ", ", False,
+                         False, False)
+
+
+_args_encoder = _new_args_encoder()
+
+
 def _encode_args(name, args, kwargs):
-    spec = _callbacks_by_name.get(name)
+    global _args_encoder
     if args:
+        spec = _callbacks_by_name.get(name)
         props = []
         if spec is not None and isinstance(spec.get("schema"), dict):
             p = spec["schema"].get("properties")
@@ -569,22 +589,64 @@ def _encode_args(name, args, kwargs):
             merged[key] = value
         merged.update(kwargs)
         kwargs = merged
+    elif not kwargs:
+        return b"{}"
     try:
-        return _value_encode(kwargs).encode()
-    except (TypeError, ValueError) as e:
-        raise TypeError("callback '%s' arguments are not JSON-serializable: %s" % (name, e)) from None
+        return "".join(_args_encoder(kwargs, 0)).encode()
+    except BaseException as e:
+        _args_encoder = _new_args_encoder()
+        if isinstance(e, (TypeError, ValueError)):
+            raise TypeError(
+                "callback '%s' arguments are not JSON-serializable: %s" % (name, e)) from None
+        raise
 
 
-async def _call_callback(name, args, kwargs):
-    import asyncio
+# The encoded start of the OP_CALLBACK_START frame of each configured callback name.
+_start_prefixes = {}
+_DONE_HEADER = b'{"done":true}'  # the header of a callback that completed at once
+_scan_json = _json.JSONDecoder().scan_once
 
+
+def _load_result(raw):
+    """The callback result in raw (JSON from the host)."""
+    text = raw.decode("utf-8", "surrogatepass")
+    try:
+        value, end = _scan_json(text, 0)
+        if end == len(text):
+            return value
+    except StopIteration:
+        pass
+    return _json_decode(text)  # not one JSON value: the decoder's error
+
+
+def _start_callback(name, args, kwargs):
+    """Starts callback `name`: (True, result) when it completed at once, else (False, id)."""
     payload = _encode_args(name, args, kwargs)
-    header, _ = _host_call(OP_CALLBACK_START, {"name": name}, payload)  # noqa: F821
+    prefix = _start_prefixes.get(name)
+    if prefix is None:
+        h = _header_encode({"name": name}).encode()
+        prefix = _LEN.pack(len(h)) + h
+        if name in _callbacks_by_name:  # a bounded set: not every name passed to invoke()
+            _start_prefixes[name] = prefix
+    frame = _host.call(OP_CALLBACK_START, prefix + payload)  # noqa: F821
+    (n,) = _LEN.unpack_from(frame, 0)
+    if frame[4 : 4 + n] == _DONE_HEADER:  # nearly every call: no JSON header to decode
+        return True, _load_result(frame[4 + n :])
+    header, _ = _decode(frame)
     if "error" in header:  # refused, or failed at once
         raise _callback_exception(header["error"])
-    if "result" in header:  # completed at once: no event-loop round trip
-        return header["result"]
-    cid = header["id"]
+    return False, header["id"]
+
+
+async def _call_callback(name, args, kwargs, key=0):
+    if key:
+        _unawaited.pop(key, None)
+    done, value = _start_callback(name, args, kwargs)
+    if done:  # completed at once: no event-loop round trip
+        return value
+    import asyncio
+
+    cid = value
     fut = asyncio.get_running_loop().create_future()
     _pending_callbacks[cid] = fut
     try:
@@ -598,13 +660,10 @@ async def _call_callback(name, args, kwargs):
 def _call_blocking(name, args, kwargs):
     """A callback called from synchronous code: blocks until the host function returns (its
     callback timeout and the run's deadline still apply)."""
-    payload = _encode_args(name, args, kwargs)
-    header, _ = _host_call(OP_CALLBACK_START, {"name": name}, payload)  # noqa: F821
-    if "error" in header:
-        raise _callback_exception(header["error"])
-    if "result" in header:
-        return header["result"]
-    cid = header["id"]
+    done, value = _start_callback(name, args, kwargs)
+    if done:
+        return value
+    cid = value
     try:
         while True:
             done, _ = _host_call(OP_WAIT, {"timeout_ns": -1})  # noqa: F821
@@ -630,21 +689,27 @@ def _deliver_completion(item):
         fut.set_result(item.get("result"))
 
 
-# Coroutines of callback calls, to say at the end of a run which ones were never awaited
-# (a sandbox's interpreter is discarded, so CPython's own warning would never show).
-_calls = _WeakSet()
+# The coroutines of callback calls not yet started, by key, to say at the end of a run which
+# ones were never awaited (a sandbox's interpreter is discarded, so CPython's own warning would
+# never show). A coroutine leaves it when it starts. Plain references, not a WeakSet (whose add
+# is a good part of a call's cost): an unawaited call is kept until the end of its run.
+_unawaited = {}
+_next_key = 0
 
 
 def _new_call(name, args, kwargs):
-    coro = _call_callback(name, args, kwargs)
-    _calls.add(coro)
+    global _next_key
+    _next_key += 1
+    coro = _unawaited[_next_key] = _call_callback(name, args, kwargs, _next_key)
     return coro
 
 
 def _warn_unawaited():
-    if not _calls.data:
+    if not _unawaited:
         return
-    for coro in list(_calls):
+    calls = list(_unawaited.values())
+    _unawaited.clear()
+    for coro in calls:
         if coro.cr_frame is not None and not coro.cr_running and not coro.cr_suspended:
             name = coro.cr_frame.f_locals.get("name", "?")
             coro.close()  # never started: nothing was called
@@ -652,7 +717,6 @@ def _warn_unawaited():
                 "RuntimeWarning: callback %r was called but never awaited: nothing was done "
                 "(use 'await %s(...)', or %s.sync(...) in code that is not async)\n"
                 % (name, name, name))
-    _calls.clear()
 
 
 class EryxCallback:
@@ -814,17 +878,25 @@ def _configure(header, payload):
     _result_variable = header.get("result_variable") or "result"
     _callbacks = header.get("callbacks") or []
     _callbacks_by_name = {c["name"]: c for c in _callbacks}
+    _start_prefixes.clear()
     _guest_cache = None
     return {"ok": True}
 
 
+# Names a factory's setup_code bound (name -> object): part of the factory's image, not user
+# state, while they keep those objects; clear_state binds them again.
+_setup_names = {}
+
+
 def _user_names():
-    return [k for k in _ns if k not in _MODULE_DUNDERS and k not in _injected]
+    return [k for k in _ns if k not in _MODULE_DUNDERS and k not in _injected
+            and not (k in _setup_names and _ns[k] is _setup_names[k])]
 
 
 def _clear_state(header, payload):
     for k in _user_names():
         del _ns[k]
+    _ns.update(_setup_names)
     return {"ok": True}
 
 
@@ -965,8 +1037,8 @@ def _pbkdf2_hmac(hash_name, password, salt, iterations, dklen=None):
 
 def _guest_environment():
     """What a Python user expects of the interpreter that site, OpenSSL and threads would
-    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac, and
-    errors that say why threads and processes are missing."""
+    give elsewhere: exit(), quit(), help(), time.thread_time, hashlib.pbkdf2_hmac and scrypt,
+    and errors that say why threads and processes are missing."""
     import hashlib
     import threading
     import time
@@ -990,11 +1062,92 @@ def _guest_environment():
         _pbkdf2_hmac.__module__ = "hashlib"
         _pbkdf2_hmac.__name__ = _pbkdf2_hmac.__qualname__ = "pbkdf2_hmac"
         hashlib.pbkdf2_hmac = _pbkdf2_hmac
+    if not hasattr(hashlib, "scrypt"):
+        try:
+            from _eryx_scrypt import scrypt  # built into the runtime (runtime/eryx/eryx_scrypt.c)
+        except ImportError:
+            pass
+        else:
+            hashlib.scrypt = scrypt
 
     def start(self):
         raise RuntimeError("threads are not available in the sandbox")
 
     threading.Thread.start = start
+    sys.meta_path.insert(0, _PatchingFinder(_IMPORT_PATCHES))
+
+
+_NO_PROCESSES = "processes are not available in the sandbox"
+
+
+def _no_processes(*args, **kwargs):
+    raise RuntimeError(_NO_PROCESSES)
+
+
+def _no_process_pool(*args, **kwargs):
+    raise NotImplementedError(_NO_PROCESSES)  # what ProcessPoolExecutor raises where unsupported
+
+
+def _patch_multiprocessing_process(module):
+    module.BaseProcess.start = _no_processes
+
+
+def _patch_multiprocessing_pool(module):
+    def __init__(self, *args, **kwargs):
+        self._state = module.INIT  # what Pool.__del__ looks at
+        if isinstance(self, module.ThreadPool):  # multiprocessing.dummy.Pool too
+            raise RuntimeError("threads are not available in the sandbox")
+        raise RuntimeError(_NO_PROCESSES)
+
+    module.Pool.__init__ = __init__
+
+
+def _patch_futures_process(module):
+    module._check_system_limits = _no_process_pool
+
+
+# Modules patched after they are first imported, so that what WASI lacks is reported as such
+# instead of with CPython's generic errors (AttributeError: os.pipe, os.WNOHANG, ...). Importing
+# them up front would put multiprocessing into every interpreter's image.
+_IMPORT_PATCHES = {
+    "multiprocessing.process": _patch_multiprocessing_process,
+    "multiprocessing.pool": _patch_multiprocessing_pool,
+    "concurrent.futures.process": _patch_futures_process,
+}
+
+
+class _PatchingLoader:
+    def __init__(self, loader, patch):
+        self.loader, self.patch = loader, patch
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.patch(module)
+
+    def __getattr__(self, name):  # get_source (tracebacks), resources: the real loader's
+        return getattr(self.loader, name)
+
+
+class _PatchingFinder:
+    """Applies _IMPORT_PATCHES: finds the module as the finders after it would, and wraps its
+    loader."""
+
+    def __init__(self, patches):
+        self.patches = patches
+
+    def find_spec(self, name, path=None, target=None):
+        patch = self.patches.get(name)
+        if patch is None:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader, patch)
+        return spec
 
 
 def _prepare(header, payload):
@@ -1018,7 +1171,8 @@ def _prepare(header, payload):
 
 def _prepare_packages(header, payload):
     """A SandboxFactory's image (API.md §10), on a copy of the runtime's: its packages (mounted
-    read-only at header["path"]) join sys.path with their .pth files, then its imports run."""
+    read-only at header["path"]) join sys.path with their .pth files, then its imports run,
+    then its setup_code (in the user namespace)."""
     import gc
     import importlib
     import site
@@ -1032,6 +1186,19 @@ def _prepare_packages(header, payload):
             if isinstance(e, ExecutionInterrupted):
                 raise
             return {"ok": False, "module": name, "error": "%s: %s" % (_type_name(type(e)), e)}
+    setup = header.get("setup_code")
+    if setup:
+        # Objects that every sandbox would otherwise build again (a jinja2 Environment and its
+        # lexer, compiled templates): made once, in the user namespace, and captured.
+        try:
+            exec(compile(setup, "<setup_code>", "exec"), _ns)
+        except BaseException as e:
+            if isinstance(e, ExecutionInterrupted):
+                raise
+            return {"ok": False, "setup_error": "%s: %s" % (_type_name(type(e)), e)}
+        finally:
+            _ns.pop(_result_variable, None)
+        _setup_names.update((k, _ns[k]) for k in _user_names())
     gc.collect()
     gc.freeze()
     return {"ok": True}

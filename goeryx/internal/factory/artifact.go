@@ -271,27 +271,28 @@ func tarTree(dir string) ([]byte, error) {
 // package archive, and returns the private directory. The directory is named by the section's
 // SHA-256 (key, already checked against the content): loading the same file again finds it
 // extracted.
-func ExtractFiles(root string, files []byte, key, label string, guest Guest, lim Limits) (string, error) {
+func ExtractFiles(root string, files []byte, key, label string, guest Guest, lim Limits) (dir string, lease *Lease, fresh bool, err error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", fmt.Errorf("cannot create %s: %v", root, err)
+		return "", nil, false, fmt.Errorf("cannot create %s: %v", root, err)
 	}
 	final := filepath.Join(root, "f-"+key[:min(len(key), 32)])
-	if isDir(final) {
-		return final, nil
+	if l, ok := Acquire(final); ok {
+		return final, l, false, nil
 	}
 	tmp, err := os.MkdirTemp(root, "tmp-")
 	if err != nil {
-		return "", err
+		return "", nil, false, err
 	}
 	defer os.RemoveAll(tmp)
 	s := &staging{dir: tmp, lim: lim, guest: guest}
 	if err := s.addTar(label, bytes.NewReader(files)); err != nil {
-		return "", err
+		return "", nil, false, err
 	}
-	if err := publish(tmp, final); err != nil {
-		return "", err
+	l, err := publishLeased(tmp, final)
+	if err != nil {
+		return "", nil, false, err
 	}
-	return final, nil
+	return final, l, true, nil
 }
 
 // FilesKey is the key ExtractFiles names a files section by.

@@ -53,7 +53,9 @@ func writeTgz(t *testing.T, path string, headers ...*tar.Header) string {
 
 func stage(t *testing.T, site string, pkgs ...string) (string, string, error) {
 	t.Helper()
-	return Stage(filepath.Join(t.TempDir(), "root"), site, pkgs, guest, DefaultLimits, nil)
+	dir, hash, lease, _, err := Stage(filepath.Join(t.TempDir(), "root"), site, pkgs, guest, DefaultLimits, nil)
+	lease.Release()
+	return dir, hash, err
 }
 
 func TestStageWheelMapsDataSchemesAndIsContentAddressed(t *testing.T) {
@@ -70,8 +72,10 @@ func TestStageWheelMapsDataSchemesAndIsContentAddressed(t *testing.T) {
 		prepared++
 		return os.WriteFile(filepath.Join(dir, "compiled.marker"), nil, 0o644)
 	}
-	out, hash, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
+	out, hash, lease, fresh, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
 	require.NoError(t, err)
+	require.True(t, fresh)
+	lease.Release()
 	require.Equal(t, filepath.Join(root, stagedPrefix+hash), out)
 	b, err := os.ReadFile(filepath.Join(out, "extra.py"))
 	require.NoError(t, err)
@@ -80,13 +84,15 @@ func TestStageWheelMapsDataSchemesAndIsContentAddressed(t *testing.T) {
 	require.NoDirExists(t, filepath.Join(out, "demo-1.0.data"))
 	require.FileExists(t, filepath.Join(out, "compiled.marker"))
 	// The same inputs stage to the same directory, prepared once, and no temporary is left.
-	out2, hash2, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
+	out2, hash2, lease, fresh, err := Stage(root, "", []string{whl}, guest, DefaultLimits, prepare)
 	require.NoError(t, err)
+	require.False(t, fresh)
+	lease.Release()
 	require.Equal(t, out, out2)
 	require.Equal(t, hash, hash2)
 	require.Equal(t, 1, prepared)
 	// A failed preparation publishes nothing.
-	_, _, err = Stage(filepath.Join(dir, "root2"), "", []string{whl}, guest, DefaultLimits, func(string) error { return os.ErrDeadlineExceeded })
+	_, _, _, _, err = Stage(filepath.Join(dir, "root2"), "", []string{whl}, guest, DefaultLimits, func(string) error { return os.ErrDeadlineExceeded })
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	entries2, err := os.ReadDir(filepath.Join(dir, "root2"))
 	require.NoError(t, err)
@@ -143,15 +149,15 @@ func TestTarSizeLimits(t *testing.T) {
 	root := filepath.Join(dir, "root")
 	lim := Limits{MaxFiles: 3, MaxTotalBytes: 100, MaxFileBytes: 60}
 	p := writeTgz(t, filepath.Join(dir, "big.tgz"), &tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 61})
-	_, _, err := Stage(root, "", []string{p}, guest, lim, nil)
+	_, _, _, _, err := Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "is too large (61 bytes, the limit is 60)")
 	p = writeTgz(t, filepath.Join(dir, "total.tgz"),
 		&tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 60}, &tar.Header{Name: "b", Typeflag: tar.TypeReg, Size: 41})
-	_, _, err = Stage(root, "", []string{p}, guest, lim, nil)
+	_, _, _, _, err = Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "expand beyond the limit of 100 bytes")
 	p = writeTgz(t, filepath.Join(dir, "many.tgz"), &tar.Header{Name: "a/", Typeflag: tar.TypeDir},
 		&tar.Header{Name: "b/", Typeflag: tar.TypeDir}, &tar.Header{Name: "c/", Typeflag: tar.TypeDir}, &tar.Header{Name: "d/", Typeflag: tar.TypeDir})
-	_, _, err = Stage(root, "", []string{p}, guest, lim, nil)
+	_, _, _, _, err = Stage(root, "", []string{p}, guest, lim, nil)
 	require.ErrorContains(t, err, "too many files (more than 3)")
 	entries, _ := os.ReadDir(root)
 	require.Empty(t, entries, "failed builds leave nothing behind")
@@ -230,8 +236,9 @@ func TestArtifactRoundTripAndCorruption(t *testing.T) {
 	img, files, err := got.Payload(body)
 	require.NoError(t, err)
 	require.Equal(t, image, img)
-	out, err := ExtractFiles(filepath.Join(dir, "root"), files, got.FilesKey(), "f", guest, DefaultLimits)
+	out, lease, _, err := ExtractFiles(filepath.Join(dir, "root"), files, got.FilesKey(), "f", guest, DefaultLimits)
 	require.NoError(t, err)
+	defer lease.Release()
 	treeHash, err := TreeHash(tree)
 	require.NoError(t, err)
 	outHash, err := TreeHash(out)
@@ -279,7 +286,8 @@ func TestStagePrunesAbandonedTemporaries(t *testing.T) {
 	require.NoError(t, os.Chtimes(old, long, long))
 	tree := filepath.Join(dir, "tree")
 	require.NoError(t, os.MkdirAll(tree, 0o755))
-	_, _, err := Stage(root, tree, nil, guest, DefaultLimits, nil)
+	_, _, lease, _, err := Stage(root, tree, nil, guest, DefaultLimits, nil)
+	lease.Release()
 	require.NoError(t, err)
 	require.NoDirExists(t, old)
 	require.DirExists(t, fresh, "a build in progress elsewhere keeps its directory")

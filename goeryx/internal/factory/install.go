@@ -85,45 +85,61 @@ type staging struct {
 // directory exists already (the same inputs were staged before, by this process or another),
 // it is used as is; otherwise prepare (if not nil) completes the fresh tree (the engine
 // compiles its modules there) before it is moved into place. Directories appear only by an
-// atomic rename of a complete tree, so one that exists is complete.
-func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits, prepare func(dir string) error) (string, string, error) {
+// atomic rename of a complete tree, so one that exists is complete. The tree is returned
+// leased (the caller releases the lease when no factory uses the tree any more); fresh says
+// whether this call published it (the root then grew: the caller prunes it).
+func Stage(root, sitePackages string, packages []string, guest Guest, lim Limits, prepare func(dir string) error) (dir, hash string, lease *Lease, fresh bool, err error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", "", fmt.Errorf("cannot create %s: %v", root, err)
+		return "", "", nil, false, fmt.Errorf("cannot create %s: %v", root, err)
 	}
 	pruneAbandoned(root)
 	tmp, err := os.MkdirTemp(root, "tmp-")
 	if err != nil {
-		return "", "", err
+		return "", "", nil, false, err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	s := &staging{dir: tmp, lim: lim, guest: guest}
 	if sitePackages != "" {
 		if err := s.addTree(sitePackages, sitePackages, "."); err != nil {
-			return "", "", err
+			return "", "", nil, false, err
 		}
 	}
 	for _, p := range packages {
 		if err := s.add(p); err != nil {
-			return "", "", err
+			return "", "", nil, false, err
 		}
 	}
-	hash, err := TreeHash(tmp)
+	hash, err = TreeHash(tmp)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, false, err
 	}
 	final := filepath.Join(root, stagedPrefix+hash)
-	if isDir(final) {
-		return final, hash, nil
+	if l, ok := Acquire(final); ok {
+		return final, hash, l, false, nil
 	}
 	if prepare != nil {
 		if err := prepare(tmp); err != nil {
-			return "", "", err
+			return "", "", nil, false, err
 		}
 	}
-	if err := publish(tmp, final); err != nil {
-		return "", "", err
+	l, err := publishLeased(tmp, final)
+	if err != nil {
+		return "", "", nil, false, err
 	}
-	return final, hash, nil
+	return final, hash, l, true, nil
+}
+
+// publishLeased publishes tmp as final and leases it. A fresh tree is within the cache's
+// grace period, so no eviction comes between the two.
+func publishLeased(tmp, final string) (*Lease, error) {
+	if err := publish(tmp, final); err != nil {
+		return nil, err
+	}
+	l, ok := Acquire(final)
+	if !ok {
+		return nil, fmt.Errorf("%s vanished as it was published", final)
+	}
+	return l, nil
 }
 
 // abandonedAfter is the age of a temporary staging directory that a build in progress would
