@@ -3,7 +3,8 @@
 #
 #   ./build.sh         install what is missing, build the guest runtime (cached under
 #                      $GOERYX_CACHE_DIR), build dist/goeryx-*.whl, install it into .venv/ and
-#                      run a smoke test outside the source tree
+#                      run a smoke test outside the source tree; build the WASI extension
+#                      wheels of runtime/wheels/ into dist/wasi/
 #   ./build.sh test    run the Go and Python test suites against that build, and build the
 #                      user documentation (mkdocs build --strict) into build/site
 #   ./build.sh sdist   also make the source distribution dist/goeryx-*.tar.gz
@@ -127,6 +128,15 @@ build_sdist() {
     ls dist/goeryx-*.tar.gz >&2
 }
 
+# The WASI extension wheels (runtime/wheels/: markupsafe, msgpack, PyYAML cross-compiled as
+# WebAssembly side modules) into dist/wasi/, for SandboxFactory(packages=...); cached.
+build_wasi_wheels() {
+    log "WASI extension wheels"
+    rm -rf dist/wasi
+    bash runtime/build.sh --wheels "$ROOT/dist/wasi" > /dev/null
+    ls dist/wasi/*.whl >&2
+}
+
 smoke() {
     log "smoke test (outside the source tree)"
     (cd "${TMPDIR:-/tmp}" && "$VENV/bin/python" -c "import eryx; print(eryx.Sandbox().execute('print(6*7)').stdout)")
@@ -167,7 +177,7 @@ run_tests() {
 }
 
 case "${1:-build}" in
-    build) check_tools; setup_venv; build_runtime; use_patched_wazero; build_wheel; smoke ;;
+    build) check_tools; setup_venv; build_runtime; use_patched_wazero; build_wheel; build_wasi_wheels; smoke ;;
     test) check_tools; setup_venv; use_patched_wazero; run_tests ;;
     sdist) check_tools; setup_venv; build_runtime; build_sdist ;;
     *) die "usage: ./build.sh [build|test|sdist]" ;;

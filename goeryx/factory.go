@@ -2,6 +2,8 @@ package goeryx
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/factory"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 	"github.com/goeryx/goeryx/goeryx/internal/vfs"
@@ -152,6 +155,15 @@ func (rt *Runtime) guest() factory.Guest {
 		g.Major, _ = strconv.Atoi(parts[0])
 		g.Minor, _ = strconv.Atoi(parts[1])
 	}
+	if m := rt.dl.main; m != nil {
+		g.CheckSide = func(data []byte) error {
+			side, err := rt.dl.cache.Parse(data)
+			if err != nil {
+				return err
+			}
+			return m.Check(side)
+		}
+	}
 	return g
 }
 
@@ -197,23 +209,26 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 		}
 	}
 	// With cache, an image captured by an earlier process from the same inputs is reused.
+	// Only images without extension modules are saved: the loaded side modules (libs) are not
+	// part of the saved image, so a saved image never has any.
 	var image []byte
+	var libs []dylink.Record
 	if opts.Cache {
 		image = factory.LoadImage(root, key)
 	}
 	if image == nil {
-		if image, err = rt.captureFactoryImage(dir, imports, opts.SetupCode); err != nil {
+		if image, libs, err = rt.captureFactoryImage(dir, imports, opts.SetupCode); err != nil {
 			lease.Release()
 			return nil, err
 		}
-		if opts.Cache && factory.SaveImage(root, key, image) == nil {
+		if opts.Cache && len(libs) == 0 && factory.SaveImage(root, key, image) == nil {
 			fresh = true
 		}
 	}
 	if fresh {
 		prunePackages(root)
 	}
-	fi, err := newFactoryImage(key, image, dir, lease, imports)
+	fi, err := newFactoryImage(key, image, dir, lease, imports, libs)
 	if err != nil {
 		lease.Release()
 		return nil, err
@@ -224,11 +239,12 @@ func (rt *Runtime) NewFactory(opts FactoryOptions) (*Factory, error) {
 	return &Factory{rt: rt, img: fi}, nil
 }
 
-func newFactoryImage(key string, image []byte, dir string, lease *factory.Lease, imports []string) (*factoryImage, error) {
+func newFactoryImage(key string, image []byte, dir string, lease *factory.Lease, imports []string, libs []dylink.Record) (*factoryImage, error) {
 	pool, err := newMemoryPool(image)
 	if err != nil {
 		return nil, initError("failed to start guest interpreter: %v", err)
 	}
+	pool.libs = libs
 	fi := &factoryImage{key: key, image: image, pool: pool, pkgDir: dir, lease: lease, imports: imports}
 	fi.refs.Store(1)
 	return fi, nil
@@ -298,8 +314,8 @@ func (rt *Runtime) compilePackages(dir string) error {
 
 // captureFactoryImage starts an interpreter from the runtime's image with dir at
 // /site-packages, has the driver add it to sys.path (with its .pth files) and import imports,
-// and run setupCode, and returns a copy of its memory.
-func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode string) ([]byte, error) {
+// and run setupCode, and returns a copy of its memory and the extension modules loaded.
+func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode string) ([]byte, []dylink.Record, error) {
 	what := "the pre-imports"
 	if len(imports) > 0 {
 		what = fmt.Sprintf("pre-import of '%s'", strings.Join(imports, "', '"))
@@ -308,6 +324,7 @@ func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode s
 		what += " and setup_code"
 	}
 	var image []byte
+	var libs []dylink.Record
 	err := rt.withPackages(dir, false, map[string]any{"op": protocol.ReqPreparePackages, "path": SitePackagesPath, "imports": imports, "setup_code": setupCode},
 		what, func(inst *instance) error {
 			mem := inst.mod.Memory()
@@ -316,9 +333,13 @@ func (rt *Runtime) captureFactoryImage(dir string, imports []string, setupCode s
 				return initError("cannot build factory: cannot read guest memory")
 			}
 			image = append([]byte(nil), img...)
+			if inst.dl != nil {
+				// the extension modules the imports loaded: sandboxes bind them again
+				libs = inst.dl.Records()
+			}
 			return nil
 		})
-	return image, err
+	return image, libs, err
 }
 
 // LoadFactory reads a factory file (SandboxFactory.load). sitePackages, if not "", is mounted
@@ -421,7 +442,12 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 	} else if dir, err = checkSitePackages(sitePackages); err != nil {
 		return nil, err
 	}
-	fi, err := newFactoryImage(key, image, dir, lease, h.Imports)
+	libs, err := factoryLibraries(h.Libraries, dir)
+	if err != nil {
+		lease.Release()
+		return nil, initError("failed to load factory from %s: %v", label, err)
+	}
+	fi, err := newFactoryImage(key, image, dir, lease, h.Imports, libs)
 	if err != nil {
 		lease.Release()
 		return nil, err
@@ -430,6 +456,28 @@ func (rt *Runtime) loadFactory(data []byte, label, sitePackages string, cache bo
 		fi = remember(fi)
 	}
 	return &Factory{rt: rt, img: fi}, nil
+}
+
+// factoryLibraries reads the extension modules a factory file's image holds from its package
+// directory (they are package files under /site-packages), checking they are the same files.
+func factoryLibraries(recs []factory.Library, dir string) ([]dylink.Record, error) {
+	var out []dylink.Record
+	for _, r := range recs {
+		rel, ok := strings.CutPrefix(r.Path, SitePackagesPath+"/")
+		if !ok || !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("malformed header: extension module %q is not in %s", r.Path, SitePackagesPath)
+		}
+		data, err := readBounded(filepath.Join(dir, filepath.FromSlash(rel)), dylink.MaxModuleBytes)
+		if err != nil {
+			return nil, fmt.Errorf("extension module %s: %v", r.Path, unwrapPathError(err))
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != r.SHA256 {
+			return nil, fmt.Errorf("extension module %s is not the file the image was taken with", r.Path)
+		}
+		out = append(out, dylink.Record{Name: r.Path, Bytes: data, SHA256: sum, MemBase: r.MemBase, TableBase: r.TableBase})
+	}
+	return out, nil
 }
 
 func checkSitePackages(dir string) (string, error) {
@@ -460,6 +508,10 @@ func (f *Factory) Bytes() ([]byte, error) {
 	}
 	h := factory.Header{Format: factory.FormatVersion, Goeryx: Version, GuestPython: f.rt.manifest.PythonVersion,
 		Runtime: f.rt.imageKey, Imports: f.img.imports}
+	for _, l := range f.img.pool.libs {
+		h.Libraries = append(h.Libraries, factory.Library{Path: l.Name, SHA256: hex.EncodeToString(l.SHA256[:]),
+			MemBase: l.MemBase, TableBase: l.TableBase})
+	}
 	data, err := factory.Encode(h, f.img.image, f.img.pkgDir)
 	if err != nil {
 		return nil, &Error{Kind: KindEryx, Message: fmt.Sprintf("cannot encode factory: %v", err)}

@@ -82,7 +82,7 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		fail(abi.HostErrBadRequest)
 		return
 	}
-	if n > maxHostRequest {
+	if n > maxHostRequest && (op != abi.OpDlopen || n > maxDlopenRequest) {
 		fail(abi.HostErrTooLarge)
 		return
 	}
@@ -109,6 +109,11 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 		resp = map[string]any{"ns": int64(inst.cpu.now())}
 	case protocol.OpNetRead:
 		resp = inst.netRead(frame)
+	case abi.OpDlopen, abi.OpDlsym:
+		if resp = inst.dlCall(op, frame); resp == nil {
+			fail(abi.HostErrBadRequest)
+			return
+		}
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
 		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll:
 		var ok bool
@@ -195,6 +200,8 @@ func parseHostRequest(op int32, frame []byte) (hostRequest, int32) {
 	case protocol.OpNetConnect, protocol.OpNetSend, protocol.OpNetRecv, protocol.OpNetClose,
 		protocol.OpNetTLS, protocol.OpNetShutdown, protocol.OpNetPoll, protocol.OpNetRead:
 		// Decoded by netCall or netRead (goeryx/netcalls.go), which reads the frame itself.
+	case abi.OpDlopen, abi.OpDlsym:
+		// Decoded by dlCall (goeryx/dylink.go), which reads the frame itself.
 	default:
 		return req, abi.HostErrUnknownOp
 	}

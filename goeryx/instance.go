@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 )
@@ -63,15 +64,18 @@ type instanceConfig struct {
 // imports use. Only one goroutine uses an instance at a time (the caller of run/request);
 // cancel may be called from any goroutine.
 type instance struct {
-	rt       *Runtime
-	mod      api.Module
-	mem      *linearMemory
-	memUse   memoryUse       // peak and refused growth of the current run; outlives mem
-	cpu      guestCPU        // the guest's CPU time (time.process_time)
-	ctx      context.Context // carries the instance to host functions
-	exports  map[string]api.Function
-	budget   api.MutableGlobal // the instrumentation's countdown (i32)
-	budgetMu sync.Mutex
+	rt      *Runtime
+	mod     api.Module
+	mem     *linearMemory
+	memUse  memoryUse       // peak and refused growth of the current run; outlives mem
+	cpu     guestCPU        // the guest's CPU time (time.process_time)
+	ctx     context.Context // carries the instance to host functions
+	exports map[string]api.Function
+	budget  api.MutableGlobal // the instrumentation's countdown (i32)
+	// sideBudgets are the countdowns of the loaded extension modules (goeryx/dylink.go), set
+	// with budget.
+	sideBudgets []api.MutableGlobal
+	budgetMu    sync.Mutex
 	// fuel: the instance runs the fuel module, whose budget counts instructions (fuel.go).
 	fuel bool
 
@@ -95,6 +99,8 @@ type instance struct {
 	dead error
 	// cancelled is set by cancel, from any goroutine: the current and every later run stop.
 	cancelled atomic.Bool
+	// dl links side modules (extension modules) into the instance; nil until the first.
+	dl *dylink.Linker
 }
 
 // cancel stops the run in progress, if any, and every later one (Sandbox/Session.Close).
@@ -170,6 +176,18 @@ func (rt *Runtime) instantiate(ctx context.Context, ic *instanceConfig, pool *me
 		if _, err := inst.callExport(abi.ExportResetPreopens); err != nil {
 			inst.close()
 			return nil, err
+		}
+		if len(pool.libs) > 0 {
+			// The image holds the side modules' data and state: bind them again at the same
+			// bases (dylink.Linker.Replay).
+			l, err := inst.linker()
+			if err == nil {
+				err = l.Replay(inst.ctx, pool.libs)
+			}
+			if err != nil {
+				inst.close()
+				return nil, fmt.Errorf("cannot restore the extension modules of the image: %v", err)
+			}
 		}
 	}
 	return inst, nil
@@ -276,11 +294,18 @@ func (inst *instance) setBudget(n int64) {
 	if inst.budget != nil {
 		inst.budgetMu.Lock()
 		inst.budget.Set(uint64(uint32(n)))
+		for _, g := range inst.sideBudgets {
+			g.Set(uint64(uint32(n)))
+		}
 		inst.budgetMu.Unlock()
 	}
 }
 
 func (inst *instance) close() {
+	if inst.dl != nil {
+		inst.dl.Close(context.Background()) // they import the instance's memory and table
+		inst.dl = nil
+	}
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background()) // wazero frees the memory (back to its pool)
 		inst.mod = nil

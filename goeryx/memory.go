@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetratelabs/wazero/experimental"
 
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/guard"
 )
 
@@ -145,6 +146,8 @@ type memoryPool struct {
 	image   []byte
 	backing imageBacking
 	guarded bool // memories are guard reservations (guard.Available when the pool was made)
+	// libs are the side modules loaded when the image was taken (goeryx/dylink.go).
+	libs []dylink.Record
 
 	mu       sync.Mutex
 	idle     map[uint64][]*linearMemory // by mapping size, oldest first

@@ -22,6 +22,7 @@ import (
 
 	"github.com/goeryx/goeryx/goeryx/internal/abi"
 	"github.com/goeryx/goeryx/goeryx/internal/driver"
+	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
 )
@@ -83,6 +84,8 @@ type Runtime struct {
 	fuel     fuelModule
 	// imageKey identifies what the image depends on: factory files record it (factory.go).
 	imageKey string
+	// dl: side modules (goeryx/dylink.go).
+	dl dlRuntime
 
 	mu     sync.Mutex
 	closed bool
@@ -207,6 +210,17 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 	}
 	if err := rt.compile(ctx, wasm, opts.CacheDir, precompiled, code, !s.moduleCached, s); err != nil {
 		return closeOnError(err)
+	}
+	// What side modules bind to (a runtime not linked for them loads none).
+	if m, err := dylink.ParseMain(wasm); err == nil && m.CanLoad() {
+		rt.dl.main = m
+	}
+	rt.dl.cache = dylink.NewCache(rt.wz)
+	if !rt.noInstrument {
+		rt.dl.cache.Instrument = func(b []byte) ([]byte, error) {
+			out, _, err := instrument.InstrumentSide(b)
+			return out, err
+		}
 	}
 
 	wg.Wait()

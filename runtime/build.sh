@@ -6,6 +6,9 @@
 #   bash runtime/build.sh            build (or reuse) the runtime, print its directory
 #   bash runtime/build.sh --native   build (or reuse) the native CPython 3.13.5, print its prefix
 #   bash runtime/build.sh --recipe   print the recipe hash only
+#   bash runtime/build.sh --wheels DIR   build (or reuse) the WASI extension wheels of
+#                                    runtime/wheels/ (pins there) into DIR, for the runtime
+#                                    that a plain run builds (which must exist)
 #
 # Everything is cached under $CACHE = ${GOERYX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/goeryx}:
 #   downloads/                pinned inputs (runtime/pins.txt), sha256-checked
@@ -14,6 +17,7 @@
 #   wasi/deps-H/              zlib, bzip2, liblzma, sqlite3 for wasm32-wasip1
 #   wasi/cpython-H/           CPython wasm build tree (objects, libpython3.13.a)
 #   runtime/RECIPE/           the artifact: manifest.json, python.wasm, stdlib.zip
+#   wheels/H/                 WASI extension wheels (--wheels)
 # Each stage directory is named by a hash of what determines it and is written atomically
 # (built under a temporary name, then renamed). Nothing is written outside $CACHE, /tmp and the
 # apt system packages.
@@ -48,6 +52,9 @@ ERYX_STDLIB=${ERYX_STDLIB:-bytecode}
 # no: without patches/cpython-eval-tick.patch, the baseline of goeryx's
 # TestTimeoutMechanismOverhead (GOERYX_BENCH_BASELINE_DIR); the engine runs it uninstrumented only
 ERYX_EVAL_TICK=${ERYX_EVAL_TICK:-yes}
+# no: python.wasm not linked for side modules (extension modules; runtime/eryx/reactor.mk), the
+# baseline of the cost measurement in runtime/README.md
+ERYX_DYLINK=${ERYX_DYLINK:-yes}
 ERYX_MAX_MEMORY=4294967296
 DEPS_OPT="-O2"
 
@@ -56,7 +63,8 @@ case "${1:-}" in
   "") ;;
   --native) MODE=native ;;
   --recipe) MODE=recipe ;;
-  *) echo "usage: $0 [--native|--recipe]" >&2; exit 2 ;;
+  --wheels) MODE=wheels; WHEELS_OUT=${2:?--wheels needs an output directory} ;;
+  *) echo "usage: $0 [--native|--recipe|--wheels DIR]" >&2; exit 2 ;;
 esac
 
 T0=$SECONDS
@@ -75,7 +83,7 @@ logged() {
 
 # ------------------------------------------------------------------------------- recipe hash
 [ -f "$ABI_DIR/eryx_abi.h" ] || die "missing $ABI_DIR/eryx_abi.h"
-KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT eval_tick=$ERYX_EVAL_TICK"
+KNOBS="opt=$ERYX_OPT lto=$ERYX_LTO wasm_opt=$ERYX_WASM_OPT pymalloc=$ERYX_PYMALLOC allocator=$ERYX_ALLOCATOR stdlib=$ERYX_STDLIB max_memory=$ERYX_MAX_MEMORY deps_opt=$DEPS_OPT eval_tick=$ERYX_EVAL_TICK dylink=$ERYX_DYLINK"
 TOOL_PKGS=(clang-19 lld-19 llvm-19 libclang-rt-19-dev-wasm32 binaryen)
 recipe() {   # everything that determines the artifact, hashed
   { echo "$KNOBS"
@@ -140,10 +148,11 @@ apt_private() {   # once per build run (fetch runs in subshells: the marker is a
   echo "$$" > "$APT_DIR/.updated-by"
 }
 
-# fetch NAME: print the path of the verified download of pin NAME (downloading it if needed)
+# fetch NAME [PINSFILE]: print the path of the verified download of pin NAME (downloading it
+# if needed)
 fetch() {
-  local name=$1 kind pkg where file want dst tmp uri
-  read -r kind pkg where file want < <(awk -v n="$name" '$1 !~ /^#/ && $2 == n' "$PINS")
+  local name=$1 pins=${2:-$PINS} kind pkg where file want dst tmp uri
+  read -r kind pkg where file want < <(awk -v n="$name" '$1 !~ /^#/ && $2 == n' "$pins")
   [ -n "${want:-}" ] || die "no pin for $name"
   dst=$CACHE/downloads/$file
   if [ -f "$dst" ] && [ "$(sha256sum < "$dst" | cut -d' ' -f1)" = "$want" ]; then
@@ -174,6 +183,18 @@ fetch() {
       log "pip download $pkg==$where"
       PIP_DISABLE_PIP_VERSION_CHECK=1 "$NATIVE_PY" -m pip download -q --no-deps --no-cache-dir \
         --only-binary=:all: -d "$tmp" "$pkg==$where" >&2 || die "pip download $pkg==$where failed"
+      ;;
+    pypi-any)   # the pure-Python wheel, whatever the build machine
+      log "pip download $pkg==$where (pure wheel)"
+      PIP_DISABLE_PIP_VERSION_CHECK=1 "$NATIVE_PY" -m pip download -q --no-deps --no-cache-dir \
+        --only-binary=:all: --platform any --implementation py --python-version "$PYMM" \
+        -d "$tmp" "$pkg==$where" >&2 || die "pip download $pkg==$where failed"
+      ;;
+    sdist)
+      # pip prepares the sdist's metadata (its build backend, in an isolated environment)
+      log "pip download $pkg==$where (sdist)"
+      PIP_DISABLE_PIP_VERSION_CHECK=1 "$NATIVE_PY" -m pip download -q --no-deps --no-cache-dir \
+        --no-binary "$pkg" -d "$tmp" "$pkg==$where" >&2 || die "pip download $pkg==$where failed"
       ;;
     *) die "bad pin kind $kind" ;;
   esac
@@ -349,6 +370,41 @@ if [ ! -f "$CPY/.done" ]; then
   log "CPython for wasm built in $((SECONDS - s))s"
 fi
 
+# ------------------------------------------------------------------------------- wheels
+# The WASI extension wheels (runtime/wheels/build_wheels.py): cross-compiled with this
+# toolchain against this CPython's headers, checked against the runtime's python.wasm.
+if [ "$MODE" = wheels ]; then
+  [ -f "$OUT/manifest.json" ] || die "the runtime $RECIPE is not built: run runtime/build.sh first"
+  WPINS=$HERE/wheels/pins.txt
+  WHEELS_ID=$( { echo "wheels-v1 $RECIPE $TC_ID $CPY_ID"; cat "$WPINS" "$HERE/wheels/build_wheels.py"; } | sha | cut -c1-12)
+  WOUT=$CACHE/wheels/$WHEELS_ID
+  if ! ls "$WOUT"/*.whl >/dev/null 2>&1; then
+    log "WASI extension wheels -> $WOUT"
+    s=$SECONDS
+    WT=$(mktemp -d "$CACHE/.wheels.XXXXXX")
+    trap 'rm -rf "$WT"' EXIT
+    inputs=()
+    while read -r kind pkg _; do
+      case $kind in ''|\#*) continue ;; esac
+      inputs+=(--input "$pkg=$(fetch "$pkg" "$WPINS")")
+    done < "$WPINS"
+    CYTHON_WHL=$(fetch Cython "$WPINS")
+    mkdir -p "$WT/cython" "$WT/out"
+    ( cd "$WT/cython" && "$NATIVE_PY" -m zipfile -e "$CYTHON_WHL" . )
+    logged "$WT/wheels.log" "$NATIVE_PY" "$HERE/wheels/build_wheels.py" --cc "$WCC" \
+      --cpython-include "$SRC/Include" --pyconfig-dir "$BLD" --python-wasm "$OUT/python.wasm" \
+      --cython "$WT/cython" "${inputs[@]}" --work "$WT/work" --out "$WT/out"
+    mkdir -p "$CACHE/wheels"
+    rm -rf "$WOUT"; mv "$WT/out" "$WOUT"
+    rm -rf "$WT"; trap - EXIT
+    log "WASI extension wheels built in $((SECONDS - s))s"
+  fi
+  mkdir -p "$WHEELS_OUT"
+  cp "$WOUT"/*.whl "$WHEELS_OUT"/
+  ls "$WHEELS_OUT"/*.whl
+  exit 0
+fi
+
 # ------------------------------------------------------------------------------- 6. the artifact
 log "runtime $RECIPE"
 AT=$(mktemp -d "$CACHE/runtime/.tmp.XXXXXX")
@@ -362,7 +418,7 @@ case $ERYX_ALLOCATOR in
 esac
 [ "$ERYX_EVAL_TICK" = no ] && ERYX_CFLAGS="$ERYX_CFLAGS -DERYX_NO_EVAL_TICK"
 logged "$AT/link.log" env PATH="$TC/bin:$PATH" "${MAKE_WASM[@]}" ERYX_SRC="$HERE/eryx" ERYX_ABI="$ABI_DIR" ERYX_CFLAGS="$ERYX_CFLAGS" \
-  ERYX_OUT="$AT" ERYX_MAX_MEMORY="$ERYX_MAX_MEMORY" "$AT/python.wasm"
+  ERYX_DYLINK="$ERYX_DYLINK" ERYX_OUT="$AT" ERYX_MAX_MEMORY="$ERYX_MAX_MEMORY" "$AT/python.wasm"
 if [ -n "$ERYX_WASM_OPT" ]; then
   # feature flags: exactly what clang-19 emitted (target_features section)
   # -g keeps the name section (function names in traps)
@@ -407,7 +463,7 @@ need = {"memory", "_initialize", "eryx_init", "eryx_boot", "eryx_call", "eryx_in
 assert not bad, f"unexpected imports {bad}"
 assert eryx == ["host_call", "host_take", "tick"], f"_eryx imports {eryx}"
 assert need <= set(exports), f"missing exports {need - set(exports)}"
-print(f"imports: {len(imports)} ({', '.join(eryx)} from _eryx), exports: {sorted(exports)}", file=sys.stderr)
+print(f"imports: {len(imports)} ({', '.join(eryx)} from _eryx), exports: {len(exports)}", file=sys.stderr)
 EOF
 
 # stdlib.zip (entries relative to the guest stdlib dir) + licences of what python.wasm contains
@@ -444,7 +500,7 @@ m = {
         "target": "wasm32-wasip1", "exec_model": "reactor",
         "cflags": "$WASM_OPTFLAGS", "lto": "$ERYX_LTO", "wasm_opt": "$ERYX_WASM_OPT" or None,
         "pymalloc": "$ERYX_PYMALLOC" == "yes", "allocator": "$ERYX_ALLOCATOR", "stdlib_format": "$ERYX_STDLIB",
-        "eval_tick": "$ERYX_EVAL_TICK" == "yes",
+        "eval_tick": "$ERYX_EVAL_TICK" == "yes", "dylink": "$ERYX_DYLINK" == "yes",
         "max_memory": $ERYX_MAX_MEMORY, "deps_cflags": "$DEPS_OPT",
         "configure": "${WASM_CONFIGURE[*]}",
         "compiler": "$("$LLVM/clang" --version | head -1)",

@@ -462,3 +462,142 @@ eryx_reset_preopens(void)
 {
     __wasilibc_reset_preopens();
 }
+
+/* ---- dynamic loading (dlopen/dlsym for CPython's Python/dynload_shlib.c) ------------------
+ * wasi-libc's libdl only has weak stubs that fail; these definitions replace them. The file
+ * is read here, through the guest's own file system (its mounts and limits), and handed to
+ * the host, which links it into this instance as a WebAssembly side module
+ * (goeryx/internal/dylink) and answers with a handle; dlsym answers with the function table
+ * slot of an exported function, which is what a C function pointer is in wasm. */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#define ERYX_DL_MAX_FILE (64 << 20)   /* = dylink.MaxModuleBytes */
+static char g_dlerror[512];
+static int g_dlerror_set;
+
+static void
+dl_fail(const char *path, const char *reason, size_t reason_len)
+{
+    snprintf(g_dlerror, sizeof g_dlerror, "%s: cannot be loaded by this guest runtime: %.*s",
+             path, (int)reason_len, reason);
+    g_dlerror_set = 1;
+}
+
+/* Sends op with payload (prefix, then data) and returns the result (0 on failure, with the
+ * reason in dlerror). */
+static int32_t
+dl_call(int32_t op, const char *path, const void *prefix, size_t prefix_len,
+        const void *data, size_t data_len)
+{
+    size_t n = 6 + prefix_len + data_len;
+    unsigned char *req = malloc(n);
+    if (req == NULL) {
+        dl_fail(path, "out of memory", 13);
+        return 0;
+    }
+    memcpy(req, "\x02\x00\x00\x00{}", 6);
+    memcpy(req + 6, prefix, prefix_len);
+    if (data_len > 0) {
+        memcpy(req + 6 + prefix_len, data, data_len);
+    }
+    int32_t rn = eryx_import_host_call(op, req, (int32_t)n);
+    free(req);
+    if (rn < 0) {
+        dl_fail(path, "the host refused the request", 28);
+        return 0;
+    }
+    unsigned char *resp = malloc(rn > 0 ? (size_t)rn : 1);
+    if (resp == NULL) {
+        char dummy;
+        (void)eryx_import_host_take(&dummy, 0);
+        dl_fail(path, "out of memory", 13);
+        return 0;
+    }
+    int32_t m = eryx_import_host_take(resp, rn);
+    uint32_t hlen = 0;
+    if (m >= 4) {
+        memcpy(&hlen, resp, 4);
+    }
+    if (m < 4 || hlen > (uint32_t)m - 4 || (uint32_t)m - 4 - hlen < 4) {
+        free(resp);
+        dl_fail(path, "malformed host response", 23);
+        return 0;
+    }
+    unsigned char *payload = resp + 4 + hlen;
+    size_t plen = (size_t)m - 4 - hlen;
+    int32_t result;
+    memcpy(&result, payload, 4);
+    if (result == 0) {
+        dl_fail(path, (const char *)payload + 4, plen - 4);
+    }
+    free(resp);
+    return result;
+}
+
+void *
+dlopen(const char *path, int flags)
+{
+    (void)flags;
+    if (path == NULL) {
+        dl_fail("(null)", "dlopen(NULL) is not supported", 29);
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        const char *e = strerror(errno);
+        dl_fail(path, e, strlen(e));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size > ERYX_DL_MAX_FILE) {
+        close(fd);
+        dl_fail(path, "the file is too large", 21);
+        return NULL;
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size > 0 ? size : 1);
+    size_t got = 0;
+    while (buf != NULL && got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    if (buf == NULL || got != size) {
+        free(buf);
+        dl_fail(path, "cannot read the file", 20);
+        return NULL;
+    }
+    int32_t h = dl_call(ERYX_OP_DLOPEN, path, path, strlen(path) + 1, buf, size);
+    free(buf);
+    return h > 0 ? (void *)(uintptr_t)h : NULL;
+}
+
+void *
+dlsym(void *handle, const char *name)
+{
+    uint32_t h = (uint32_t)(uintptr_t)handle;
+    int32_t slot = dl_call(ERYX_OP_DLSYM, "dlsym", &h, 4, name, strlen(name));
+    return slot > 0 ? (void *)(uintptr_t)slot : NULL;
+}
+
+char *
+dlerror(void)
+{
+    if (!g_dlerror_set) {
+        return NULL;
+    }
+    g_dlerror_set = 0;
+    return g_dlerror;
+}
+
+int
+dlclose(void *handle)
+{
+    (void)handle;   /* side modules stay loaded, as CPython never unloads extensions */
+    return 0;
+}

@@ -22,6 +22,13 @@ const (
 	HostErrNoResponse = -4
 )
 
+// host_call ops of the runtime's dynamic loader (goeryx/internal/dylink). They share host_call's
+// numbers with the driver's ops (internal/protocol): hostCall's switch refuses a duplicate.
+const (
+	OpDlopen = 13
+	OpDlsym  = 14
+)
+
 // Exports of the guest module.
 const (
 	ExportInitialize    = "_initialize"

@@ -22,6 +22,8 @@ func TestHeaderMatchesGo(t *testing.T) {
 		"ERYX_IMPORT_TICK":           ImportTick,
 		"ERYX_HOSTERR_BAD_REQUEST":   HostErrBadRequest,
 		"ERYX_HOSTERR_UNKNOWN_OP":    HostErrUnknownOp,
+		"ERYX_OP_DLOPEN":             OpDlopen,
+		"ERYX_OP_DLSYM":              OpDlsym,
 		"ERYX_HOSTERR_TOO_LARGE":     HostErrTooLarge,
 		"ERYX_HOSTERR_NO_RESPONSE":   HostErrNoResponse,
 		"ERYX_EXPORT_INITIALIZE":     ExportInitialize,

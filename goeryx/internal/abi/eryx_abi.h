@@ -36,6 +36,14 @@
 #define ERYX_HOSTERR_TOO_LARGE (-3)
 #define ERYX_HOSTERR_NO_RESPONSE (-4)
 
+/* ---- host_call ops of the runtime's dynamic loader (dlopen/dlsym in eryx_runtime.c) -------
+ * Frames as every host_call (docs/PROTOCOL.md): u32 header length, JSON header "{}", payload.
+ * DLOPEN payload: the guest path, NUL, the file's bytes. DLSYM payload: u32 handle, the name.
+ * Response payload: i32 result (a handle > 0, a function table slot > 0; 0 = failed) then the
+ * reason of a failure in UTF-8. */
+#define ERYX_OP_DLOPEN 13
+#define ERYX_OP_DLSYM 14
+
 /* ---- exports of the guest module ------------------------------------------------------- */
 /* Standard WASI reactor constructor: runs wasi-libc/C constructors. Called once per fresh
  * (not image-restored) instance, before anything else. */

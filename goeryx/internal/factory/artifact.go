@@ -53,6 +53,18 @@ type Header struct {
 	Imports     []string  `json:"imports"`
 	ImageBytes  uint64    `json:"image_bytes"`
 	Sections    []Section `json:"sections"`
+	// Libraries are the extension modules (WebAssembly side modules) loaded in the image, in
+	// load order, bound again at the same bases in every interpreter (goeryx/internal/dylink).
+	Libraries []Library `json:"libraries,omitempty"`
+}
+
+// Library is an extension module of the image: a package file (Path is its guest path) and
+// where the loader placed it.
+type Library struct {
+	Path      string `json:"path"`
+	SHA256    string `json:"sha256"`
+	MemBase   uint32 `json:"mem_base"`
+	TableBase uint32 `json:"table_base"`
 }
 
 // Section is one payload after the header.

@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,7 +203,14 @@ func TestNativeProblem(t *testing.T) {
 	require.Equal(t, "not a WebAssembly module", guest.nativeProblem("m.so", []byte("\x7fELF")))
 	require.Equal(t, "a WebAssembly module but not a side module (no dylink.0 section)", guest.nativeProblem("m.so", []byte("\x00asm\x01\x00\x00\x00")))
 	require.True(t, hasDylink(side))
-	require.Contains(t, guest.nativeProblem("m.cpython-313-wasm32-wasi.so", side), "not supported")
+	require.Equal(t, "this guest runtime does not load WebAssembly side modules", guest.nativeProblem("m.cpython-313-wasm32-wasi.so", side))
+	checking := guest
+	checking.CheckSide = func([]byte) error {
+		return errors.New("imports the function 'f', which this guest runtime does not provide")
+	}
+	require.Equal(t, "imports the function 'f', which this guest runtime does not provide", checking.nativeProblem("m.so", side))
+	checking.CheckSide = func([]byte) error { return nil }
+	require.Equal(t, "", checking.nativeProblem("m.cpython-313-wasm32-wasi.so", side))
 	require.False(t, hasDylink([]byte("\x00asm\x01\x00\x00\x00\x00\xff\xff\xff\xff\x0f")))
 }
 

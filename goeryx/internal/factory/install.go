@@ -61,6 +61,9 @@ func errorf(format string, args ...any) error { return &Error{Msg: fmt.Sprintf(f
 // Guest describes the guest's CPython, for native extension modules.
 type Guest struct {
 	Major, Minor int
+	// CheckSide says why a WebAssembly side module cannot be loaded by the guest (a
+	// malformed module, an import the guest does not provide), or nil (goeryx/internal/dylink).
+	CheckSide func(data []byte) error
 }
 
 // Input is one package input: Path is a .whl, .tar.gz/.tgz or a directory.

@@ -35,8 +35,13 @@ func (g Guest) nativeProblem(name string, data []byte) string {
 	if !hasDylink(data) {
 		return "a WebAssembly module but not a side module (no dylink.0 section)"
 	}
-	// The guest has no dynamic loader yet (goeryx/internal/dylink, DESIGN-NOTES §9).
-	return "loading WebAssembly side modules is not supported by this goeryx release yet"
+	if g.CheckSide == nil {
+		return "this guest runtime does not load WebAssembly side modules"
+	}
+	if err := g.CheckSide(data); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // hasDylink says whether a wasm binary's first section is the custom section "dylink.0".

@@ -73,6 +73,14 @@ func InstrumentSkip(module []byte, skip []string) ([]byte, *Stats, error) {
 	return instrument(module, config{skip: skip})
 }
 
+// InstrumentSide is Instrument for a WebAssembly side module (an extension module loaded by
+// goeryx/internal/dylink): it imports no tick of its own, so the import _eryx.tick is added
+// (renumbering its functions). Its budget is its own ExportBudget global, which the engine sets
+// with the runtime's: a C loop in an extension module ticks like the interpreter's.
+func InstrumentSide(module []byte) ([]byte, *Stats, error) {
+	return instrument(module, config{addTickImport: true})
+}
+
 // config holds the knobs that are not part of the product API.
 type config struct {
 	// addTickImport appends the import _eryx.tick (and, if needed, the type () -> ()) instead of
@@ -608,7 +616,7 @@ func (rw *rewriter) section(out []byte, id byte, s *section) ([]byte, error) {
 		e = appendU32(e, rw.m.tickType)
 		p, err = appendVecEntry(payload, e)
 	case secGlobal:
-		if rw.shift {
+		if rw.shift && payload != nil { // nil: the section is synthesized (the module had none)
 			if payload, err = rw.globals(payload); err != nil {
 				return nil, fmt.Errorf("global section: %w", err)
 			}
@@ -620,7 +628,7 @@ func (rw *rewriter) section(out []byte, id byte, s *section) ([]byte, error) {
 		}
 		p, err = appendVecEntry(payload, g)
 	case secExport:
-		if rw.shift {
+		if rw.shift && payload != nil {
 			if payload, err = rw.exports(payload); err != nil {
 				return nil, fmt.Errorf("export section: %w", err)
 			}

@@ -67,7 +67,7 @@ const (
 	// answers their count (int64 LE; 0 when none). When none were (the end of the stream, a
 	// timeout, an error, nonblock), NetReadStatus (header only) answers why as a frame:
 	// {"eof": true}, {"error": {...}} or {} (nothing yet).
-	OpNetRead = 13
+	OpNetRead = 15
 )
 
 // OpNetRead header size and flags.
