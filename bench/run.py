@@ -108,6 +108,16 @@ def usage():
     return out
 
 
+def schedstat():
+    """(ns on a CPU, ns runnable but waiting) of the calling thread, or None off Linux."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait = f.read().split()[:2]
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None
+
+
 def cpu_share(seconds=0.25):
     """CPU time / wall time of a pure-Python spin on this thread: about 1.0 on an idle machine,
     less when other processes compete for the cores. Recorded so that runs can be compared."""
@@ -285,15 +295,20 @@ def w_threads(system, a):
         errors = []
         start = threading.Barrier(n + 1)
         deadline = [0]
+        sched = [None] * n
 
         def loop(i):
             start.wait()
+            s0, w0 = schedstat(), ns()
             try:
                 while ns() < deadline[0]:
                     once()
                     counts[i] += 1
             except Exception as e:   # reported, and the row is then invalid
                 errors.append(repr(e))
+            s1, w1 = schedstat(), ns()
+            if s0 and s1:
+                sched[i] = (s1[0] - s0[0], s1[1] - s0[1], w1 - w0)
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         [t.start() for t in ts]
         deadline[0] = ns() + int(seconds * 1e9)
@@ -305,18 +320,26 @@ def w_threads(system, a):
         cpu = cpu_ns() - c0
         if errors:
             raise RuntimeError(f"{n} threads: {errors[0]}")
-        return sum(counts), wall, cpu
+        return sum(counts), wall, cpu, [x for x in sched if x]
 
-    acc = {n: [0, 0, 0] for n in a.threads}  # runs, wall, cpu
+    acc = {n: [0, 0, 0, [0, 0, 0]] for n in a.threads}  # runs, wall, cpu, (on CPU, runnable, wall)
     rounds = max(1, a.rounds)
     for r in range(rounds):
         for n in (a.threads if r % 2 == 0 else a.threads[::-1]):
-            runs, wall, cpu = window(n, a.seconds / rounds)
-            acc[n] = [acc[n][0] + runs, acc[n][1] + wall, acc[n][2] + cpu]
+            runs, wall, cpu, sched = window(n, a.seconds / rounds)
+            acc[n][:3] = [acc[n][0] + runs, acc[n][1] + wall, acc[n][2] + cpu]
+            for x in sched:
+                acc[n][3] = [p + q for p, q in zip(acc[n][3], x)]
     res = {}
-    for n, (runs, wall, cpu) in acc.items():
+    for n, (runs, wall, cpu, (on_cpu, runnable, twall)) in acc.items():
         res[str(n)] = {"runs": runs, "wall_s": wall / 1e9, "runs_per_s": runs / (wall / 1e9),
                        "cpu_per_wall": cpu / wall}
+        if twall:
+            # Where the calling threads' time went (/proc/thread-self/schedstat): on a CPU, ready
+            # but waiting for one (load from elsewhere), or blocked (a lock, the GIL, a wait):
+            # a scaling loss with little "blocked" is the machine, not contention.
+            res[str(n)].update(on_cpu=on_cpu / twall, waiting_for_cpu=runnable / twall,
+                               blocked=max(0.0, 1 - (on_cpu + runnable) / twall))
     return res
 
 
@@ -386,7 +409,10 @@ NOTES = [
           "all kept alive, one warm-up Session created before 'before'."),
     ("6", "N threads each looping Sandbox()+execute('print(1)') for {seconds:g} s, in 10 windows per N "
           "that alternate with the other N (so that a drift of the machine's speed does not pass for a "
-          "scaling difference); runs/s = all runs / wall. native: a fresh process per run."),
+          "scaling difference); runs/s = all runs / wall. native: a fresh process per run. The shares of the "
+          "calling threads' wall time spent runnable but waiting for a CPU (other load) and blocked (locks, the "
+          "GIL, waits) come from /proc/thread-self/schedstat: a low 2-thread ratio with a low blocked share "
+          "means a busy machine, not contention."),
 ]
 
 
@@ -586,6 +612,9 @@ def build_rows(R):
         if v.get("1", {}).get("runs_per_s") and v.get("2"):
             scal[s] = v["2"]["runs_per_s"] / v["1"]["runs_per_s"]
     rows.append(("6", "  2-thread / 1-thread", "x", scal, False))
+    rows.append(("6", "  2 threads: share of time waiting for a CPU", "x",
+                 get("threads", ["2", "waiting_for_cpu"]), True))
+    rows.append(("6", "  2 threads: share of time blocked", "x", get("threads", ["2", "blocked"]), True))
     return rows
 
 
