@@ -16,9 +16,10 @@ import (
 // interpreter that was instantiated and configured before it was asked for, and its used
 // interpreter is released (its memory reset) after the result is returned, both on one
 // background goroutine of the runtime's pool (internal/ready). The work is the work a run
-// did inline before, moved off the caller's path, never more: the pool refills only while
-// fewer runs are in progress than there are CPUs (GOMAXPROCS), only for the configuration
-// last asked for, and releases what it holds once nobody took from it for idleRelease.
+// did inline before, moved off the caller's path, never more: the pool works only while a CPU
+// is left over by the runs in progress (else the run releases inline, as before), refills
+// only for the configuration last asked for, and releases what it holds once nobody took
+// from it for idleRelease.
 
 // DefaultReadyInterpreters is the pool's size when RuntimeOptions.ReadyInterpreters is not
 // set: enough for one thread running back to back, or two taking turns.
@@ -68,13 +69,16 @@ func (rt *Runtime) ReadyStats() ReadyStats {
 
 // newReadyPool is the runtime's pool of size n (0: none).
 func (rt *Runtime) newReadyPool(n int) {
-	procs := int64(runtime.GOMAXPROCS(0))
+	// Spare CPU: a CPU (a Go P) is left over by the runs in progress. The pool's goroutine
+	// needs a P of its own, and a caller coming back from Python into Go waits for one: with
+	// GOMAXPROCS runs in progress, or one less, the pool would make a caller wait. On two
+	// CPUs: only while no run is in progress (between runs, or while the caller is in Python).
+	spare := max(1, int64(runtime.GOMAXPROCS(0))-1)
 	rt.ready = ready.New(ready.Options[*instance]{
 		Size:        n,
 		IdleRelease: idleRelease,
-		// Spare CPU: fewer runs in progress than CPUs this process may use.
-		Spare:   func() bool { return rt.runs.Load() < procs },
-		Release: (*instance).close,
+		Spare:       func() bool { return rt.runs.Load() < spare },
+		Release:     (*instance).close,
 	})
 }
 

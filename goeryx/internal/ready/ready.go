@@ -21,8 +21,9 @@ type Options[T any] struct {
 	Size int
 	// IdleRelease: ready objects are released once none was taken for this long.
 	IdleRelease time.Duration
-	// Spare reports whether the process has spare CPU now: refills wait for it (releases do
-	// not: they return memory). nil: always.
+	// Spare reports whether the process has spare CPU now: refills wait for it, and releases
+	// without it happen inline, on the caller's thread, as they would without a pool (a
+	// background goroutine would only compete with the callers for the CPU). nil: always.
 	Spare func() bool
 	// Release frees an object the pool no longer needs.
 	Release func(T)
@@ -115,8 +116,13 @@ func (p *Pool[T]) Get(key string, mk func() (T, error)) (obj T, ok bool) {
 	return obj, ok
 }
 
-// Discard releases obj in the background (inline when the pool keeps nothing).
+// Discard releases obj in the background, or inline when the pool keeps nothing or the CPU
+// is not spare.
 func (p *Pool[T]) Discard(obj T) {
+	if p.opt.Spare != nil && !p.opt.Spare() {
+		p.opt.Release(obj)
+		return
+	}
 	p.mu.Lock()
 	if p.opt.Size == 0 || p.closed {
 		p.mu.Unlock()
