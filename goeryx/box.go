@@ -238,13 +238,8 @@ type runResponse struct {
 // (metered when set) requires inst to run the fuel module.
 func (b *box) execute(ctx context.Context, inst *instance, code string, opts *RunOptions, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
 	// Runs in progress tell the pool of ready interpreters whether the CPU is spare (ready.go).
-	b.rt.runs.Add(1)
-	defer func() {
-		b.rt.runs.Add(-1)
-		if b.rt.ready != nil {
-			b.rt.ready.Kick()
-		}
-	}()
+	b.rt.runStarted()
+	defer b.rt.runEnded()
 	l := b.limits(timeoutMS, maxFuel)
 	header, payload := runRequest(code, opts)
 	r := inst.beginRun(ctx, l)

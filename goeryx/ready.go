@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goeryx/goeryx/goeryx/internal/ready"
 )
@@ -73,12 +74,17 @@ func (rt *Runtime) newReadyPool(n int) {
 	// needs a P of its own, and a caller coming back from Python into Go waits for one: with
 	// GOMAXPROCS runs in progress, or one less, the pool would make a caller wait. On two
 	// CPUs: only while no run is in progress (between runs, or while the caller is in Python).
+	// And not for a while after runs used every P at once (runStarted): between the runs of
+	// such a process, its threads are about to come back for the Ps, and the pool would take
+	// one from them (a 2-thread loop lost a fifth of its throughput so).
 	spare := max(1, int64(runtime.GOMAXPROCS(0))-1)
 	rt.ready = ready.New(ready.Options[*instance]{
 		Size:        n,
 		IdleRelease: idleRelease,
-		Spare:       func() bool { return rt.runs.Load() < spare },
-		Release:     (*instance).close,
+		Spare: func() bool {
+			return rt.runs.Load() < spare && time.Now().UnixNano() >= rt.saturatedUntil.Load()
+		},
+		Release: (*instance).close,
 	})
 }
 
@@ -118,6 +124,23 @@ func (b *box) readyTemplate() *box {
 	t.cfg.Limits.MaxVFSBytes = b.cfg.Limits.MaxVFSBytes
 	t.cfg.Limits.MaxMemoryBytes = b.cfg.Limits.MaxMemoryBytes
 	return t
+}
+
+// saturatedFor is how long the pool stays idle after runs used every P at once.
+const saturatedFor = time.Second
+
+// runStarted and runEnded count the runs in progress (the pool's measure of spare CPU).
+func (rt *Runtime) runStarted() {
+	if rt.runs.Add(1) >= int64(runtime.GOMAXPROCS(0)) && rt.ready != nil {
+		rt.saturatedUntil.Store(time.Now().Add(saturatedFor).UnixNano())
+	}
+}
+
+func (rt *Runtime) runEnded() {
+	rt.runs.Add(-1)
+	if rt.ready != nil {
+		rt.ready.Kick()
+	}
 }
 
 // sandboxInterpreter is the interpreter of one Sandbox run: a ready one when the pool has one

@@ -92,8 +92,9 @@ type Runtime struct {
 
 	// ready holds interpreters made before they are asked for; runs counts the runs in
 	// progress, by which it judges whether the CPU is spare (ready.go).
-	ready *ready.Pool[*instance]
-	runs  atomic.Int64
+	ready          *ready.Pool[*instance]
+	runs           atomic.Int64
+	saturatedUntil atomic.Int64 // unix ns: runs used every P at once until then (ready.go)
 
 	mu     sync.Mutex
 	closed bool

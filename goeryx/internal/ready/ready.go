@@ -145,9 +145,11 @@ func (p *Pool[T]) Kick() {
 	p.mu.Unlock()
 }
 
-// kick starts the background goroutine if there is work for it; p.mu is held.
+// kick starts the background goroutine if there is work for it now; p.mu is held. A refill
+// without spare CPU is not work for now: a goroutine started only to find that would cost a
+// thread wake-up, and take a Go P from a caller, at the end of every run of a busy process.
 func (p *Pool[T]) kick() {
-	if p.working || (len(p.release) == 0 && !p.refillDue()) {
+	if p.working || (len(p.release) == 0 && (!p.refillDue() || (p.opt.Spare != nil && !p.opt.Spare()))) {
 		return
 	}
 	p.working = true
