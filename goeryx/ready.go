@@ -17,14 +17,17 @@ import (
 // interpreter that was instantiated and configured before it was asked for, and its used
 // interpreter is released (its memory reset) after the result is returned, both on one
 // background goroutine of the runtime's pool (internal/ready). The work is the work a run
-// did inline before, moved off the caller's path, never more: the pool works only while a CPU
+// did inline before, moved off the caller's path (though doing it on another thread costs more
+// CPU: wake-ups, cold caches; hence off by default): the pool works only while a CPU
 // is left over by the runs in progress (else the run releases inline, as before), refills
 // only for the configuration last asked for, and releases what it holds once nobody took
 // from it for idleRelease.
 
 // DefaultReadyInterpreters is the pool's size when RuntimeOptions.ReadyInterpreters is not
-// set: enough for one thread running back to back, or two taking turns.
-const DefaultReadyInterpreters = 2
+// set: none. Measured on a 2-CPU VM, the pool (size 2) halves a run's latency with gaps but
+// costs 10-80% more process CPU per run (work handed to another thread: wake-ups, cold caches),
+// which the default must not (RATIONALE.md); 2 serves one thread back to back or two taking turns.
+const DefaultReadyInterpreters = 0
 
 // MaxReadyInterpreters bounds the size (each ready interpreter holds a few MiB).
 const MaxReadyInterpreters = 64

@@ -4,11 +4,28 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
+
+// readyRuntime is a runtime whose pool has 2 interpreters (the default is none), sharing
+// runtimeForTest's cache.
+var readyRuntime = sync.OnceValues(func() (*Runtime, error) {
+	two := 2
+	return OpenRuntime(os.Getenv("GOERYX_RUNTIME_DIR"), RuntimeOptions{
+		CacheDir: filepath.Join(os.TempDir(), "goeryx-go-test-cache"), ReadyInterpreters: &two})
+})
+
+func readyRuntimeForTest(t *testing.T) *Runtime {
+	t.Helper()
+	runtimeForTest(t) // skips without a runtime; builds the cache
+	rt, err := readyRuntime()
+	require.NoError(t, err)
+	return rt
+}
 
 // waitReady waits until rt's pool has n interpreters ready.
 func waitReady(t *testing.T, rt *Runtime, n int) {
@@ -18,7 +35,7 @@ func waitReady(t *testing.T, rt *Runtime, n int) {
 }
 
 func TestReadySandboxRunsStartOnReadyInterpreters(t *testing.T) {
-	rt := runtimeForTest(t)
+	rt := readyRuntimeForTest(t)
 	mem := int64(300 << 20)
 	cfg := &Config{Limits: Limits{MaxMemoryBytes: &mem}}
 	run := func(code string) *Result {
@@ -30,7 +47,7 @@ func TestReadySandboxRunsStartOnReadyInterpreters(t *testing.T) {
 		return res
 	}
 	run("print(1)") // the pool now refills for this configuration
-	waitReady(t, rt, DefaultReadyInterpreters)
+	waitReady(t, rt, 2)
 	before := rt.ReadyStats()
 	// A run leaves state everywhere it can; the next run, on another ready interpreter, sees
 	// none of it.
@@ -42,11 +59,11 @@ func TestReadySandboxRunsStartOnReadyInterpreters(t *testing.T) {
 	require.Equal(t, "False False False False False /scratch /scratch", res.Stdout)
 	after := rt.ReadyStats()
 	require.Equal(t, before.Hits+2, after.Hits, "both runs should have started on ready interpreters: %+v", after)
-	waitReady(t, rt, DefaultReadyInterpreters)
+	waitReady(t, rt, 2)
 }
 
 func TestReadyInterpretersAreNotSharedAcrossConfigurations(t *testing.T) {
-	rt := runtimeForTest(t)
+	rt := readyRuntimeForTest(t)
 	mem := int64(256 << 20)
 	a := &Config{Limits: Limits{MaxMemoryBytes: &mem}, ResultVariable: "answer"}
 	b := &Config{Limits: Limits{MaxMemoryBytes: &mem}}
@@ -59,7 +76,7 @@ func TestReadyInterpretersAreNotSharedAcrossConfigurations(t *testing.T) {
 		return res
 	}
 	exec(a)
-	waitReady(t, rt, DefaultReadyInterpreters)
+	waitReady(t, rt, 2)
 	res := exec(a)
 	require.NotNil(t, res.ResultJSON)
 	require.Equal(t, "42", *res.ResultJSON)
@@ -69,14 +86,14 @@ func TestReadyInterpretersAreNotSharedAcrossConfigurations(t *testing.T) {
 	require.NotNil(t, res.ResultJSON)
 	require.Equal(t, "7", *res.ResultJSON)
 	require.Equal(t, h, rt.ReadyStats().Hits, "b ran on an interpreter configured for a")
-	waitReady(t, rt, DefaultReadyInterpreters)
+	waitReady(t, rt, 2)
 	res = exec(b)
 	require.Equal(t, "7", *res.ResultJSON)
 	require.Equal(t, h+1, rt.ReadyStats().Hits)
 }
 
 func TestReadyNotUsedForBoxesWithTheirOwnState(t *testing.T) {
-	rt := runtimeForTest(t)
+	rt := readyRuntimeForTest(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(dir+"/in.txt", []byte("vol"), 0o644))
 	for name, cfg := range map[string]*Config{
@@ -106,8 +123,7 @@ func TestReadyOffAndBadSize(t *testing.T) {
 		t.Skip("GOERYX_RUNTIME_DIR not set: run ./build.sh, then ./build.sh test")
 	}
 	cache := filepath.Join(os.TempDir(), "goeryx-go-test-cache") // runtimeForTest's: compiled already
-	zero := 0
-	rt, err := OpenRuntime(dir, RuntimeOptions{CacheDir: cache, ReadyInterpreters: &zero})
+	rt, err := OpenRuntime(dir, RuntimeOptions{CacheDir: cache}) // the default: no pool
 	require.NoError(t, err)
 	defer rt.Close()
 	sb, err := rt.NewSandbox(&Config{}, nil, nil)

@@ -105,8 +105,9 @@ def ready_interpreters() -> dict[str, int]:
 
     Interpreters are made (and used ones released) on a background thread while the process
     has spare CPU, for the sandbox configuration last used, and released after 30 s without
-    use. The pool's size is ``$GOERYX_READY_INTERPRETERS`` (default 2, 0 turns it off), read
-    when the first sandbox opens the guest runtime; this function opens it too.
+    use. The pool's size is ``$GOERYX_READY_INTERPRETERS`` (default 0: no pool; 2 serves one
+    thread running back to back), read when the first sandbox opens the guest runtime; this
+    function opens it too.
 
     Returns:
         ``size`` (the most kept ready), ``ready`` (ready now), ``hits`` (runs that started on a
