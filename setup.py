@@ -7,6 +7,7 @@ The guest runtime must be in python/eryx/_runtime/ first (./build.sh puts it the
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -149,8 +150,11 @@ class BuildExt(build_ext):
         cache = tempfile.mkdtemp(prefix="goeryx-precompile-")
         try:
             print(f"precompiling the guest runtime into {out}", file=sys.stderr)
+            # A cross build (GOARCH) runs the step with a Python of the target architecture,
+            # e.g. under qemu-user: GOERYX_PRECOMPILE_PYTHON is that command (build.sh aarch64).
+            python = shlex.split(os.environ.get("GOERYX_PRECOMPILE_PYTHON", "")) or [sys.executable]
             subprocess.run(
-                [sys.executable, "-c", PRECOMPILE_SCRIPT, os.path.abspath(ext), runtime_dir, cache],
+                [*python, "-c", PRECOMPILE_SCRIPT, os.path.abspath(ext), runtime_dir, cache],
                 check=True,
             )
             picked = []
@@ -180,6 +184,15 @@ class BuildExt(build_ext):
         return super().get_ext_fullpath(ext_name)
 
 
+# The wheel's platform: a cross build (GOARCH set to another architecture than this machine's)
+# names the target's; auditwheel then makes it a manylinux tag.
+WHEEL_PLATFORMS = {"amd64": "linux_x86_64", "arm64": "linux_aarch64"}
+bdist_wheel_options = {"py_limited_api": "cp311"}
+if os.environ.get("GOARCH"):
+    if os.environ["GOARCH"] not in WHEEL_PLATFORMS:
+        raise FileError(f"GOARCH={os.environ['GOARCH']}: goeryx wheels are built for {sorted(WHEEL_PLATFORMS)}")
+    bdist_wheel_options["plat_name"] = WHEEL_PLATFORMS[os.environ["GOARCH"]]
+
 setup(
     package_dir={"": "python"},
     packages=["eryx"],
@@ -189,5 +202,5 @@ setup(
     ext_modules=[Extension("eryx._eryx", ["cbridge/main.go"], py_limited_api=True)],
     build_golang={"root": "github.com/goeryx/goeryx"},
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
-    options={"bdist_wheel": {"py_limited_api": "cp311"}},
+    options={"bdist_wheel": bdist_wheel_options},
 )

@@ -36,6 +36,7 @@ TIMEOUT_MS = 120_000
 MEMORY_BYTES = 512 << 20
 
 HELLO = "print(1)"
+GAP_S = 0.002   # row 1, "2 ms gaps"
 ASSIGN = "x = 1"
 COMPUTE_FILE = os.path.join(HERE, "compute.py")   # the project's compute workload (loop, fib, str/dict)
 
@@ -107,6 +108,16 @@ def usage():
     return out
 
 
+def schedstat():
+    """(ns on a CPU, ns runnable but waiting) of the calling thread, or None off Linux."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait = f.read().split()[:2]
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None
+
+
 def cpu_share(seconds=0.25):
     """CPU time / wall time of a pure-Python spin on this thread: about 1.0 on an idle machine,
     less when other processes compete for the cores. Recorded so that runs can be compared."""
@@ -169,11 +180,23 @@ def w_latency(system, a):
     res = {"total_ms": summary(total), "cpu_ms_per_run": u["user_ms"] + u["sys_ms"],
            "user_ms_per_run": u["user_ms"], "sys_ms_per_run": u["sys_ms"],
            "minflt_per_run": u["minflt"], "cpu_per_wall": (u["user_ms"] + u["sys_ms"]) * a.runs * 1e6 / wall}
+    # The request-handler pattern: the same runs with GAP_S of idle time before each (the
+    # sleep is outside the timer); CPU per run is the process's over the loop, sleeps included.
+    gap = []
+    u0 = usage()
+    for _ in range(a.runs):
+        time.sleep(GAP_S)
+        gap.append(once()[0])
+    u = {k: (v - u0[k]) / a.runs for k, v in usage().items()}
+    res["gap_total_ms"] = summary(gap)
+    res["gap_cpu_ms_per_run"] = u["user_ms"] + u["sys_ms"]
     if ctor:
         res["ctor_ms"] = summary(ctor)
         res["with_drop_ms"] = summary(full)
         res["guest_python"] = guest_version(eryx, limits)
         res["version"] = eryx.__version__
+        if hasattr(eryx, "ready_interpreters"):   # goeryx's pool of ready interpreters
+            res["ready"] = eryx.ready_interpreters()
     return res
 
 
@@ -272,15 +295,20 @@ def w_threads(system, a):
         errors = []
         start = threading.Barrier(n + 1)
         deadline = [0]
+        sched = [None] * n
 
         def loop(i):
             start.wait()
+            s0, w0 = schedstat(), ns()
             try:
                 while ns() < deadline[0]:
                     once()
                     counts[i] += 1
             except Exception as e:   # reported, and the row is then invalid
                 errors.append(repr(e))
+            s1, w1 = schedstat(), ns()
+            if s0 and s1:
+                sched[i] = (s1[0] - s0[0], s1[1] - s0[1], w1 - w0)
         ts = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
         [t.start() for t in ts]
         deadline[0] = ns() + int(seconds * 1e9)
@@ -292,18 +320,26 @@ def w_threads(system, a):
         cpu = cpu_ns() - c0
         if errors:
             raise RuntimeError(f"{n} threads: {errors[0]}")
-        return sum(counts), wall, cpu
+        return sum(counts), wall, cpu, [x for x in sched if x]
 
-    acc = {n: [0, 0, 0] for n in a.threads}  # runs, wall, cpu
+    acc = {n: [0, 0, 0, [0, 0, 0]] for n in a.threads}  # runs, wall, cpu, (on CPU, runnable, wall)
     rounds = max(1, a.rounds)
     for r in range(rounds):
         for n in (a.threads if r % 2 == 0 else a.threads[::-1]):
-            runs, wall, cpu = window(n, a.seconds / rounds)
-            acc[n] = [acc[n][0] + runs, acc[n][1] + wall, acc[n][2] + cpu]
+            runs, wall, cpu, sched = window(n, a.seconds / rounds)
+            acc[n][:3] = [acc[n][0] + runs, acc[n][1] + wall, acc[n][2] + cpu]
+            for x in sched:
+                acc[n][3] = [p + q for p, q in zip(acc[n][3], x)]
     res = {}
-    for n, (runs, wall, cpu) in acc.items():
+    for n, (runs, wall, cpu, (on_cpu, runnable, twall)) in acc.items():
         res[str(n)] = {"runs": runs, "wall_s": wall / 1e9, "runs_per_s": runs / (wall / 1e9),
                        "cpu_per_wall": cpu / wall}
+        if twall:
+            # Where the calling threads' time went (/proc/thread-self/schedstat): on a CPU, ready
+            # but waiting for one (load from elsewhere), or blocked (a lock, the GIL, a wait):
+            # a scaling loss with little "blocked" is the machine, not contention.
+            res[str(n)].update(on_cpu=on_cpu / twall, waiting_for_cpu=runnable / twall,
+                               blocked=max(0.0, 1 - (on_cpu + runnable) / twall))
     return res
 
 
@@ -380,7 +416,9 @@ NOTES = [
     ("1", "Sandbox()+execute('print(1)') in one warm process, after {warmup} warm-ups, {runs} runs; "
           "dropping the sandbox (del) is outside the main timer and shown apart. CPU per run and page faults: "
           "getrusage (all threads, background work included, plus child processes) over the timed runs / runs. "
-          "native: a fresh `python -I -c 'print(1)'` process per run."),
+          "native: a fresh `python -I -c 'print(1)'` process per run. '2 ms gaps': the same {runs} runs "
+          "again, each after time.sleep(0.002) (outside the timer), as a request handler sees them; its CPU "
+          "per run is the process's over that loop."),
     ("2", "Session.execute('x = 1') in one session, after {swarmup} warm-ups, {sruns} runs. "
           "native: exec(compile('x = 1')) in a dict."),
     ("3", "bench/compute.py (3M-iteration int loop, fib(25), str/dict work), loaded with exec; one "
@@ -398,7 +436,10 @@ NOTES = [
           "all kept alive, one warm-up Session created before 'before'."),
     ("6", "N threads each looping Sandbox()+execute('print(1)') for {seconds:g} s, in 10 windows per N "
           "that alternate with the other N (so that a drift of the machine's speed does not pass for a "
-          "scaling difference); runs/s = all runs / wall. native: a fresh process per run."),
+          "scaling difference); runs/s = all runs / wall. native: a fresh process per run. The shares of the "
+          "calling threads' wall time spent runnable but waiting for a CPU (other load) and blocked (locks, the "
+          "GIL, waits) come from /proc/thread-self/schedstat: a low 2-thread ratio with a low blocked share "
+          "means a busy machine, not contention."),
     ("7", "a SandboxFactory of jinja2 3.1.4 + MarkupSafe (pure) with imports=['jinja2'] and setup_code "
           "making an Environment and a template; {factory_runs} runs of create_sandbox()+execute() after "
           "3 warm-ups: the run's own Environment().from_string().render(), then the captured template's "
@@ -577,6 +618,9 @@ def build_rows(R):
         ("1", "Sandbox()+execute p50", "ms", get("latency", ["total_ms", "p50"]), True),
         ("1", "Sandbox()+execute p90", "ms", get("latency", ["total_ms", "p90"]), True),
         ("1", "Sandbox()+execute p99", "ms", get("latency", ["total_ms", "p99"]), True),
+        ("1", "Sandbox()+execute p50, 2 ms gaps", "ms", get("latency", ["gap_total_ms", "p50"]), True),
+        ("1", "Sandbox()+execute p99, 2 ms gaps", "ms", get("latency", ["gap_total_ms", "p99"]), True),
+        ("1", "  CPU per run, 2 ms gaps", "ms", get("latency", ["gap_cpu_ms_per_run"]), True),
         ("1", "  of which Sandbox() p50", "ms", get("latency", ["ctor_ms", "p50"]), True),
         ("1", "  incl. dropping the sandbox, p50", "ms", get("latency", ["with_drop_ms", "p50"]), True),
         ("1", "  CPU per run (user+sys)", "ms", get("latency", ["cpu_ms_per_run"]), True),
@@ -603,6 +647,9 @@ def build_rows(R):
         if v.get("1", {}).get("runs_per_s") and v.get("2"):
             scal[s] = v["2"]["runs_per_s"] / v["1"]["runs_per_s"]
     rows.append(("6", "  2-thread / 1-thread", "x", scal, False))
+    rows.append(("6", "  2 threads: share of time waiting for a CPU", "x",
+                 get("threads", ["2", "waiting_for_cpu"]), True))
+    rows.append(("6", "  2 threads: share of time blocked", "x", get("threads", ["2", "blocked"]), True))
     rows += [
         ("7", "jinja2 factory: create_sandbox()+execute(render) p50", "ms",
          get("factory", ["render_ms", "p50"]), True),

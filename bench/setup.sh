@@ -13,12 +13,14 @@
 # fatal; a missing native CPython or goeryx wheel is.
 #
 # Environment: NATIVE_PYTHON=/path/to/python3.13 to use another native CPython (>= 3.12);
-#              GOERYX_WHEEL=/path/to/goeryx-*.whl to benchmark another wheel.
+#              GOERYX_WHEEL=/path/to/goeryx-*.whl to benchmark another wheel;
+#              GOERYX_BENCH_DIR=DIR for venvs of its own instead of $GOERYX_CACHE_DIR/bench/ (two
+#              wheels compared, or two benchmarks at once, do not reinstall each other's).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 CACHE=${GOERYX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/goeryx}
-B=$CACHE/bench
+B=${GOERYX_BENCH_DIR:-$CACHE/bench}
 mkdir -p "$B"
 log() { printf '[bench setup] %s\n' "$*" >&2; }
 die() { printf '[bench setup] error: %s\n' "$*" >&2; exit 1; }
@@ -55,7 +57,7 @@ mkvenv() {
 # ---- goeryx: the wheel from dist/
 WHEEL=${GOERYX_WHEEL:-}
 if [ -z "$WHEEL" ]; then
-    WHEEL=$(ls -t "$REPO"/dist/goeryx-*.whl 2>/dev/null | head -1)
+    WHEEL=$(ls -t "$REPO"/dist/goeryx-*_"$(uname -m)".whl 2>/dev/null | head -1)  # not the aarch64 one
 fi
 [ -f "$WHEEL" ] || die "no goeryx wheel in dist/ (run ./build.sh first)"
 mkvenv venv-goeryx || die "cannot create venv-goeryx"

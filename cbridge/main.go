@@ -64,8 +64,13 @@ func goOpenRuntime(dir *C.char, dirLen C.Py_ssize_t, cache *C.char, cacheLen C.P
 	theRuntime.Lock()
 	defer theRuntime.Unlock()
 	if theRuntime.handle == 0 {
+		ready, err := goeryx.ReadyFromEnv()
+		if err != nil {
+			return done(raise(err))
+		}
 		rt, err := goeryx.OpenRuntime(goString(dir, dirLen), goeryx.RuntimeOptions{
-			CacheDir: goString(cache, cacheLen),
+			CacheDir:          goString(cache, cacheLen),
+			ReadyInterpreters: &ready,
 			// A slow first compile ("once per machine") is worth telling the user about.
 			Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 		})
@@ -80,6 +85,17 @@ func goOpenRuntime(dir *C.char, dirLen C.Py_ssize_t, cache *C.char, cacheLen C.P
 //export goGuestPythonVersion
 func goGuestPythonVersion(h C.longlong) C.uintptr_t {
 	return with(h, func(rt *goeryx.Runtime) finish { return returnStr(rt.GuestPythonVersion()) })
+}
+
+//export goReadyStats
+func goReadyStats(h C.longlong) C.uintptr_t {
+	return with(h, func(rt *goeryx.Runtime) finish {
+		data, err := json.Marshal(rt.ReadyStats())
+		if err != nil {
+			return raise(err)
+		}
+		return returnStr(string(data))
+	})
 }
 
 // ---- VFS ----

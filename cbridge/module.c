@@ -467,6 +467,15 @@ guest_python_version(PyObject *module, PyObject *rt)
     return call_handle(module, rt, goGuestPythonVersion);
 }
 
+PyDoc_STRVAR(ready_stats_doc,
+"ready_stats($module, rt, /)\n--\n\nRuntime.ReadyStats as JSON.");
+
+static PyObject *
+ready_stats(PyObject *module, PyObject *rt)
+{
+    return call_handle(module, rt, goReadyStats);
+}
+
 PyDoc_STRVAR(vfs_new_doc,
 "vfs_new($module, max_bytes, /)\n--\n\ngoeryx.NewVFS; returns a handle.");
 
@@ -908,6 +917,7 @@ factory_close(PyObject *module, PyObject *h)
 static PyMethodDef eryx_methods[] = {
     {"open_runtime", open_runtime, METH_VARARGS, open_runtime_doc},
     {"guest_python_version", guest_python_version, METH_O, guest_python_version_doc},
+    {"ready_stats", ready_stats, METH_O, ready_stats_doc},
     {"vfs_new", vfs_new, METH_O, vfs_new_doc},
     {"vfs_read", vfs_read, METH_VARARGS, vfs_read_doc},
     {"vfs_write", vfs_write, METH_VARARGS, vfs_write_doc},

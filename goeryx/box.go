@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type box struct {
 	fac       *factoryImage
 	pkgs      vfs.Volume
 	ownsImage bool
+	// readyOnce computes readyKeyStr and readyOK (ready.go) on first use; readyMake makes an
+	// interpreter like this box's for the runtime's pool of ready interpreters.
+	readyOnce   sync.Once
+	readyKeyStr string
+	readyOK     bool
+	readyMake   func() (*instance, error)
 }
 
 func newBox(rt *Runtime, cfg *Config, store *VFS, hooks Hooks) (*box, error) {
@@ -230,6 +237,9 @@ type runResponse struct {
 // execute runs code in inst and classifies the outcome (API.md §2.1, §5.4, §6.6). maxFuel
 // (metered when set) requires inst to run the fuel module.
 func (b *box) execute(ctx context.Context, inst *instance, code string, opts *RunOptions, timeoutMS, maxFuel *int64, who string, start time.Time) runOutcome {
+	// Runs in progress tell the pool of ready interpreters whether the CPU is spare (ready.go).
+	b.rt.runStarted()
+	defer b.rt.runEnded()
 	l := b.limits(timeoutMS, maxFuel)
 	header, payload := runRequest(code, opts)
 	r := inst.beginRun(ctx, l)

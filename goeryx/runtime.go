@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -25,6 +26,7 @@ import (
 	"github.com/goeryx/goeryx/goeryx/internal/dylink"
 	"github.com/goeryx/goeryx/goeryx/internal/instrument"
 	"github.com/goeryx/goeryx/goeryx/internal/protocol"
+	"github.com/goeryx/goeryx/goeryx/internal/ready"
 )
 
 // Version is the engine's version; snapshots record it.
@@ -38,6 +40,10 @@ type RuntimeOptions struct {
 	// Logf, if set, receives progress messages worth showing a user (slow first compile,
 	// damaged cache files). It may be called from another goroutine while OpenRuntime runs.
 	Logf func(format string, args ...any)
+
+	// ReadyInterpreters is the size of the pool of ready interpreters (ready.go): nil means
+	// DefaultReadyInterpreters, 0 none.
+	ReadyInterpreters *int
 
 	// noInstrument is a benchmark-only knob, settable only from inside this package: the
 	// guest is compiled without the loop-header instrumentation, so busy guest code never
@@ -86,6 +92,12 @@ type Runtime struct {
 	imageKey string
 	// dl: side modules (goeryx/dylink.go).
 	dl dlRuntime
+
+	// ready holds interpreters made before they are asked for; runs counts the runs in
+	// progress, by which it judges whether the CPU is spare (ready.go).
+	ready          *ready.Pool[*instance]
+	runs           atomic.Int64
+	saturatedUntil atomic.Int64 // unix ns: runs used every P at once until then (ready.go)
 
 	mu     sync.Mutex
 	closed bool
@@ -260,6 +272,16 @@ func openRuntime(dir string, opts RuntimeOptions) (*Runtime, *startupInfo, error
 		return closeOnError(initError("failed to start guest interpreter: %v", err))
 	}
 	s.since("memory pool", t)
+	size := DefaultReadyInterpreters
+	if n := opts.ReadyInterpreters; n != nil {
+		if *n < 0 || *n > MaxReadyInterpreters {
+			return closeOnError(&Error{Kind: KindValue, Message: fmt.Sprintf("ready interpreters must be from 0 to %d, got %d", MaxReadyInterpreters, *n)})
+		}
+		size = *n
+	}
+	if size > 0 {
+		rt.newReadyPool(size)
+	}
 	return rt, s, nil
 }
 
@@ -600,6 +622,9 @@ func (rt *Runtime) Close() error {
 		return nil
 	}
 	rt.closed = true
+	if rt.ready != nil {
+		rt.ready.Close()
+	}
 	err := rt.wz.Close(context.Background())
 	if rt.memory != nil {
 		rt.memory.close()

@@ -41,11 +41,11 @@ func (s *Sandbox) ExecuteWith(ctx context.Context, code string, opts *RunOptions
 		return nil, errSandboxClosed
 	}
 	maxFuel := s.box.cfg.Limits.MaxFuel
-	inst, err := s.box.newInterpreter(ctx, maxFuel != nil)
+	inst, err := s.box.sandboxInterpreter(ctx, maxFuel != nil)
 	if err != nil {
 		return nil, err
 	}
-	defer inst.close()
+	defer s.box.releaseInterpreter(inst)
 	// Register the interpreter so that Close can cancel its run.
 	s.mu.Lock()
 	if s.closed {

@@ -57,7 +57,7 @@ KINDS = {
 }
 DETAIL_KEYS = {"exc_type", "stdout", "stderr", "limit", "state_lost", "errno"}
 FUNCTIONS = {
-    "open_runtime", "guest_python_version", "vfs_new", "vfs_read", "vfs_write", "vfs_list",
+    "open_runtime", "guest_python_version", "ready_stats", "vfs_new", "vfs_read", "vfs_write", "vfs_list",
     "vfs_remove", "vfs_stats", "sandbox_new", "sandbox_execute", "sandbox_close", "session_new",
     "session_execute", "session_reset", "session_clear_state", "session_snapshot",
     "session_restore", "session_set_limits", "session_execution_count", "session_close",
@@ -218,6 +218,7 @@ def test_engine_error_shape():
 
 HANDLE_CALLS = {
     "guest_python_version": lambda h: _eryx.guest_python_version(h),
+    "ready_stats": lambda h: _eryx.ready_stats(h),
     "vfs_read": lambda h: _eryx.vfs_read(h, "/a"),
     "vfs_write": lambda h: _eryx.vfs_write(h, "/a", b"x"),
     "vfs_list": lambda h: _eryx.vfs_list(h, "/"),
@@ -574,6 +575,13 @@ def test_runtime_handle_cannot_be_freed(rt):
         _eryx.handle_free(rt)
     assert _eryx.open_runtime(runtime_dir(), cache_dir()) == rt
     assert _eryx.guest_python_version(rt)
+
+
+@needs_runtime
+def test_ready_stats(rt):
+    stats = json.loads(_eryx.ready_stats(rt))
+    assert set(stats) == {"size", "ready", "hits", "misses", "made", "expired", "image_bytes"}
+    assert all(type(v) is int and v >= 0 for v in stats.values()), stats
 
 
 @needs_runtime

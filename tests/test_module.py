@@ -13,7 +13,7 @@ EXPECTED_ALL = [
     "CallbackRegistry", "CancelledError", "EryxError", "ExecuteResult",
     "ExecutionError", "GUEST_PYTHON_VERSION", "InitializationError", "MCPManager", "NetConfig",
     "ResourceLimitError", "ResourceLimits", "Sandbox", "SandboxFactory", "Session",
-    "TimeoutError", "VfsStorage", "__version__",
+    "TimeoutError", "VfsStorage", "__version__", "ready_interpreters",
 ]
 
 PUBLIC_CLASSES = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import platform
 import subprocess
 import sys
 import zipfile
@@ -20,10 +21,11 @@ LARGE = 64 << 10
 
 
 def _wheel() -> str:
-    wheels = glob.glob(os.path.join(ROOT, "dist", "goeryx-*.whl"))
+    """This machine's wheel (dist/ may also hold the aarch64 one of ./build.sh aarch64)."""
+    wheels = glob.glob(os.path.join(ROOT, "dist", f"goeryx-*_{platform.machine()}.whl"))
     if not os.path.isdir(os.path.join(ROOT, "dist")):
         pytest.skip("no dist/: run ./build.sh first")
-    assert len(wheels) == 1, f"expected one wheel in dist/, found {wheels}"
+    assert len(wheels) == 1, f"expected one {platform.machine()} wheel in dist/, found {wheels}"
     return wheels[0]
 
 

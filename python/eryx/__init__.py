@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, statically
     from ._result import ExecuteResult
     from ._sandbox import Sandbox
     from ._session import Session
+    from ._runtime import ready_interpreters
     from ._vfs import VfsStorage
 
     GUEST_PYTHON_VERSION: str
@@ -56,6 +57,7 @@ __all__ = [
     "TimeoutError",
     "VfsStorage",
     "__version__",
+    "ready_interpreters",
 ]
 
 # Public name -> the module that defines it.
@@ -75,6 +77,7 @@ _LAZY = {
     "Sandbox": "_sandbox",
     "Session": "_session",
     "VfsStorage": "_vfs",
+    "ready_interpreters": "_runtime",
 }
 
 
