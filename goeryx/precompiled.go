@@ -114,6 +114,16 @@ func codeEntry(cache *diskCache, modKey cacheKey, wasm []byte, s *startupInfo) s
 	return name
 }
 
+// cacheEntryExists reports whether wazero's cache under wzDir holds the entry name (a file, or
+// a link to one), so that the compile about to run is a load.
+func cacheEntryExists(wzDir, name string) bool {
+	if wzDir == "" || name == "" || strings.ContainsAny(name, `/\.`) {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(wzDir, wazeroCacheSubdir(), name))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // linkPrecompiledCode links the precompiled code named name (wazeroCacheEntry), if precompiled
 // (a precompiled directory, "" = none) has it, into wazero's cache directory wzDir, unless wzDir
 // has an entry of that name already. It reports whether wzDir now links to the precompiled code.

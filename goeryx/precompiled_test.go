@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -177,4 +178,23 @@ func TestLinkPrecompiledCode(t *testing.T) {
 	require.Equal(t, "own", string(own))
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), "*.tmp"))
 	require.Empty(t, leftovers)
+}
+
+// The slow-start notice says "loading" only when wazero's cache holds the entry (a file or a
+// link to one, as linkPrecompiledCode makes), and "compiling" otherwise.
+func TestCacheEntryExists(t *testing.T) {
+	wz := t.TempDir()
+	assert.False(t, cacheEntryExists(wz, "entry"))
+	assert.False(t, cacheEntryExists("", "entry"))
+	sub := filepath.Join(wz, wazeroCacheSubdir())
+	require.NoError(t, os.MkdirAll(sub, 0o700))
+	require.NoError(t, os.Mkdir(filepath.Join(sub, "adir"), 0o700))
+	assert.False(t, cacheEntryExists(wz, "adir"), "a directory is no entry")
+	require.NoError(t, os.WriteFile(filepath.Join(sub, "entry"), []byte("code"), 0o600))
+	assert.True(t, cacheEntryExists(wz, "entry"))
+	require.NoError(t, os.Symlink(filepath.Join(sub, "entry"), filepath.Join(sub, "link")))
+	assert.True(t, cacheEntryExists(wz, "link"))
+	require.NoError(t, os.Symlink(filepath.Join(sub, "gone"), filepath.Join(sub, "dangling")))
+	assert.False(t, cacheEntryExists(wz, "dangling"))
+	assert.False(t, cacheEntryExists(wz, "../entry"), "names with separators are refused")
 }

@@ -379,8 +379,15 @@ func (rt *Runtime) compile(ctx context.Context, wasm []byte, cacheDir, precompil
 		}
 		s.codePrecompiled = linkPrecompiledCode(precompiled, wzDir, code)
 	}
+	// With an entry already in the cache (the wheel's precompiled code, or an earlier process's),
+	// wazero only loads it: a slow load (an emulated CPU, a cold disk) must not be announced as a
+	// compilation.
+	verb, notice := "compiled", "goeryx: compiling the guest runtime for this machine (once per runtime and wazero version"+note+")…"
+	if cacheEntryExists(wzDir, code) {
+		verb, notice, cached = "loaded", "goeryx: loading the compiled guest runtime from "+wzDir+"…", ""
+	}
 	t := time.Now()
-	done := s.slowNotice("goeryx: compiling the guest runtime for this machine (once per runtime and wazero version" + note + ")…")
+	done := s.slowNotice(notice)
 	var err error
 	for i, dir := range []string{wzDir, wzDir, ""} {
 		if err = rt.compileWith(ctx, wasm, dir); err == nil || dir == "" {
@@ -395,7 +402,7 @@ func (rt *Runtime) compile(ctx context.Context, wasm []byte, cacheDir, precompil
 		return initError("cannot compile guest runtime: %v", err)
 	}
 	if d := done(); d > time.Second {
-		s.log("goeryx: compiled the guest runtime in %.1f s%s", d.Seconds(), cached)
+		s.log("goeryx: %s the guest runtime in %.1f s%s", verb, d.Seconds(), cached)
 	}
 	s.since("compile (wazero)", t)
 	if newModule && wzDir != "" {
