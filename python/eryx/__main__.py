@@ -221,11 +221,7 @@ def _serve(argv: Sequence[str]) -> int:
         return 1
     from ._mcp_serve import serve
 
-    limits = ResourceLimits()
-    if args.timeout is not None:
-        limits.execution_timeout_ms = args.timeout
-    if args.max_memory is not None:
-        limits.max_memory_bytes = args.max_memory
+    limits = _limits(args)
     ok, manager = _mcp_manager(args)
     if not ok:
         return 1
@@ -294,14 +290,20 @@ def _guest_stdin(args: argparse.Namespace) -> bytes | None:
         return f.read()
 
 
-def _run_once(args: argparse.Namespace, code: str, script: str | None = None) -> int:
-    """One run in a Sandbox. A script (a path, or - for stdin) names the code in tracebacks
-    and, with its arguments, makes the guest's sys.argv, as python does."""
+def _limits(args: argparse.Namespace) -> ResourceLimits:
+    """The ResourceLimits of --timeout and --max-memory (the defaults where not given)."""
     limits = ResourceLimits()
     if args.timeout is not None:
         limits.execution_timeout_ms = args.timeout
     if args.max_memory is not None:
         limits.max_memory_bytes = args.max_memory
+    return limits
+
+
+def _run_once(args: argparse.Namespace, code: str, script: str | None = None) -> int:
+    """One run in a Sandbox. A script (a path, or - for stdin) names the code in tracebacks
+    and, with its arguments, makes the guest's sys.argv, as python does."""
+    limits = _limits(args)
     ok, manager = _mcp_manager(args)
     if not ok:
         return 1
